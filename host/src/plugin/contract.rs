@@ -1,0 +1,342 @@
+//! The contract a plugin must meet beyond type-checking: a compatible
+//! contract version and well-formed metadata (names, columns, route).
+
+use std::fmt;
+
+use super::LoadError;
+use super::bindings::{PluginInfo, WitColumnType};
+
+/// The contract package this host speaks; must match `wit/plugin.wit`.
+pub const CONTRACT: Contract = Contract {
+    package: "eventsift:plugin",
+    interface: "plugin",
+    version: "0.1.0",
+};
+
+/// Columns every table has, filled by the host; plugins may not declare them.
+pub const COMMON_COLUMNS: &[&str] = &[
+    "event_id",
+    "timestamp",
+    "event_type",
+    "host",
+    "user_agent",
+    "accept",
+    "raw_event",
+    "plugin_version",
+    "source_partition",
+    "source_offset",
+    "dt",
+];
+
+/// Table names the host keeps for itself.
+pub const RESERVED_TABLES: &[&str] = &["rejected_events"];
+
+/// Path prefixes the API keeps for itself.
+pub const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/metrics", "/plugins"];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Contract {
+    pub package: &'static str,
+    pub interface: &'static str,
+    pub version: &'static str,
+}
+
+impl Contract {
+    /// The exported interface name a compatible plugin has, without version.
+    pub fn interface_name(&self) -> String {
+        format!("{}/{}", self.package, self.interface)
+    }
+
+    /// Checks the versioned export name of a component against this contract.
+    /// `exports` are the component's export names.
+    pub fn check_exports<'a>(
+        &self,
+        exports: impl Iterator<Item = &'a str>,
+    ) -> Result<(), LoadError> {
+        let prefix = format!("{}@", self.interface_name());
+        let exports: Vec<&str> = exports.collect();
+        let Some(found) = exports.iter().find_map(|e| e.strip_prefix(&prefix)) else {
+            return Err(LoadError::NotAPlugin {
+                expected: format!("{}@{}", self.interface_name(), self.version),
+                found: if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                },
+            });
+        };
+        let incompatible = || LoadError::Incompatible {
+            found: format!("{}@{found}", self.package),
+            expected: format!("{}@{}", self.package, self.version),
+        };
+        let ours = semver::Version::parse(self.version).expect("CONTRACT.version is semver");
+        let theirs = semver::Version::parse(found).map_err(|_| incompatible())?;
+        let compatible =
+            ours.major == theirs.major && (ours.major > 0 || ours.minor == theirs.minor);
+        if compatible {
+            Ok(())
+        } else {
+            Err(incompatible())
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.package, self.version)
+    }
+}
+
+/// Column type of a plugin table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    String,
+    Int64,
+    Float64,
+    Bool,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int64 => "int64",
+            ColumnType::Float64 => "float64",
+            ColumnType::Bool => "bool",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub kind: ColumnType,
+    pub nullable: bool,
+    pub description: String,
+}
+
+/// An HTTP route: method and path template with `{field}` segments.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+}
+
+impl Route {
+    /// The route with parameter names erased, for conflict checks:
+    /// `POST /guild/{}`.
+    pub fn shape(&self) -> String {
+        let segments: Vec<&str> = self
+            .path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "{}" } else { s })
+            .collect();
+        format!("{} {}", self.method, segments.join("/"))
+    }
+
+    /// The names of the path parameters, in order.
+    pub fn params(&self) -> impl Iterator<Item = &str> {
+        self.path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Validated metadata of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PluginMeta {
+    pub name: String,
+    pub version: String,
+    pub event_type: String,
+    pub table: String,
+    pub columns: Vec<ColumnSpec>,
+    pub route: Option<Route>,
+}
+
+impl PluginMeta {
+    /// Checks what `describe()` returned against the contract's rules.
+    pub fn from_info(info: PluginInfo) -> Result<Self, LoadError> {
+        let bad = |msg: String| LoadError::InvalidMeta(msg);
+        check_ident("plugin name", &info.name, true)?;
+        semver::Version::parse(&info.version)
+            .map_err(|e| bad(format!("version {:?} is not semver: {e}", info.version)))?;
+        check_ident("event type", &info.event_type, false)?;
+        check_ident("table", &info.table, false)?;
+        if RESERVED_TABLES.contains(&info.table.as_str()) {
+            return Err(bad(format!(
+                "table {:?} is reserved for the host",
+                info.table
+            )));
+        }
+        let mut columns: Vec<ColumnSpec> = Vec::with_capacity(info.columns.len());
+        for c in info.columns {
+            check_ident("column", &c.name, false)?;
+            if COMMON_COLUMNS.contains(&c.name.as_str()) {
+                return Err(bad(format!(
+                    "column {:?} is a common column the host fills",
+                    c.name
+                )));
+            }
+            if columns.iter().any(|o| o.name == c.name) {
+                return Err(bad(format!("column {:?} is declared twice", c.name)));
+            }
+            let kind = match c.kind {
+                WitColumnType::String => ColumnType::String,
+                WitColumnType::Int64 => ColumnType::Int64,
+                WitColumnType::Float64 => ColumnType::Float64,
+                WitColumnType::Bool => ColumnType::Bool,
+                WitColumnType::Timestamp => ColumnType::Timestamp,
+            };
+            columns.push(ColumnSpec {
+                name: c.name,
+                kind,
+                nullable: c.nullable,
+                description: c.description,
+            });
+        }
+        let route = info.route.map(|r| Route {
+            method: r.method,
+            path: r.path,
+        });
+        if let Some(route) = &route {
+            check_route(route)?;
+        }
+        Ok(PluginMeta {
+            name: info.name,
+            version: info.version,
+            event_type: info.event_type,
+            table: info.table,
+            columns,
+            route,
+        })
+    }
+}
+
+/// `[a-z_][a-z0-9_]*` (with `-` too when `dash`), at most 64 bytes.
+fn check_ident(what: &str, s: &str, dash: bool) -> Result<(), LoadError> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || (dash && b == b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(LoadError::InvalidMeta(format!(
+            "{what} {s:?} must be 1 to 64 characters of a-z, 0-9{} or _, starting with a letter or _",
+            if dash { ", -" } else { "" }
+        )))
+    }
+}
+
+fn check_route(route: &Route) -> Result<(), LoadError> {
+    let bad = |why: &str| Err(LoadError::InvalidMeta(format!("route {route}: {why}")));
+    if !["GET", "POST", "PUT", "DELETE"].contains(&route.method.as_str()) {
+        return bad("method must be GET, POST, PUT or DELETE");
+    }
+    if !route.path.starts_with('/') || route.path.len() > 256 {
+        return bad("path must start with / and be at most 256 bytes");
+    }
+    if RESERVED_PATHS
+        .iter()
+        .any(|p| route.path == *p || route.path.starts_with(&format!("{p}/")))
+    {
+        return bad("path is reserved for the host");
+    }
+    let mut params: Vec<&str> = Vec::new();
+    for seg in route.path[1..].split('/').filter(|s| !s.is_empty()) {
+        if let Some(inner) = seg.strip_prefix('{') {
+            let Some(name) = inner.strip_suffix('}') else {
+                return bad("unclosed {");
+            };
+            check_ident("route parameter", name, false)?;
+            if params.contains(&name) {
+                return bad("a parameter appears twice");
+            }
+            params.push(name);
+        } else if !seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return bad("literal segments may use letters, digits, '-', '_' and '.'");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(exports: &[&str], expect: &str) {
+        let got = match CONTRACT.check_exports(exports.iter().copied()) {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn contract_versions() {
+        check(&["eventsift:plugin/plugin@0.1.0"], "ok");
+        check(&["eventsift:plugin/plugin@0.1.7"], "ok");
+        check(
+            &["eventsift:plugin/plugin@0.2.0"],
+            "incompatible contract: plugin built against eventsift:plugin@0.2.0, this host speaks \
+             eventsift:plugin@0.1.0 (same major version needed)",
+        );
+        check(
+            &["wasi:http/incoming-handler@0.2.0"],
+            "not an eventsift plugin: it exports no `eventsift:plugin/plugin@0.1.0` interface \
+             (exports: wasi:http/incoming-handler@0.2.0)",
+        );
+    }
+
+    #[test]
+    fn contract_matches_the_wit_file() {
+        let wit = include_str!("../../../wit/plugin.wit");
+        assert!(
+            wit.contains(&format!("package {};", CONTRACT)),
+            "update CONTRACT to match wit/plugin.wit"
+        );
+        assert!(wit.contains(&format!("interface {} {{", CONTRACT.interface)));
+    }
+
+    #[test]
+    fn route_rules() {
+        let route = |m: &str, p: &str| Route {
+            method: m.into(),
+            path: p.into(),
+        };
+        assert!(
+            check_route(&route(
+                "POST",
+                "/purchase_a_horse/{speed}/{size}/{quantity}"
+            ))
+            .is_ok()
+        );
+        assert!(check_route(&route("GET", "/")).is_ok());
+        for (m, p) in [
+            ("PATCH", "/x"),
+            ("POST", "x"),
+            ("POST", "/events/{t}"),
+            ("POST", "/a/{b"),
+            ("POST", "/a/{b}/{b}"),
+        ] {
+            assert!(check_route(&route(m, p)).is_err(), "{m} {p}");
+        }
+        assert_eq!(route("POST", "/guild/{action}").shape(), "POST /guild/{}");
+    }
+}

@@ -1,0 +1,591 @@
+//! A loaded plugin: its compiled component, a pool of sandboxed instances
+//! reused across calls, and fault isolation. A trap (panic, deadline,
+//! memory cap) or an invalid result poisons only the instance that produced
+//! it: the instance is dropped, the batch is split in halves and retried on
+//! fresh instances until the faulty events are isolated and rejected with
+//! the fault as reason.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use wasmtime::Store;
+use wasmtime::Trap;
+use wasmtime::component::Linker;
+
+use super::LoadError;
+use super::bindings::{
+    BatchResult, ColumnData, ColumnValues, EventPlugin, EventPluginPre, TextValues, WitBatch,
+};
+use super::contract::{CONTRACT, ColumnType, PluginMeta};
+use super::engine::Runtime;
+use super::sandbox::{HostState, Limiter, MemoryLimitExceeded};
+
+/// At most this many faults are isolated per batch; past it, the events
+/// not yet resolved are rejected together (a plugin that faults on every
+/// event must not cost a deadline per event).
+pub const MAX_FAULTS_PER_BATCH: u32 = 64;
+
+/// A batch of raw events in one buffer, the contract's batch shape: event
+/// `i` is `data[ends[i-1]..ends[i]]`. Passed to the plugin without copying.
+#[derive(Debug, Clone)]
+pub struct Batch(WitBatch);
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::with_capacity(0, 0)
+    }
+}
+
+impl Batch {
+    pub fn with_capacity(events: usize, bytes: usize) -> Self {
+        Batch(WitBatch {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(events),
+        })
+    }
+
+    pub fn push(&mut self, event: &[u8]) {
+        self.0.data.extend_from_slice(event);
+        self.0.ends.push(self.0.data.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.0.data.clear();
+        self.0.ends.clear();
+    }
+
+    /// The raw bytes of event `i`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.0.ends[i - 1] as usize
+        };
+        &self.0.data[start..self.0.ends[i] as usize]
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> Batch {
+        let mut b = Batch::with_capacity(range.len(), 0);
+        for i in range {
+            b.push(self.get(i));
+        }
+        b
+    }
+}
+
+/// Where a rejection came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectStage {
+    /// The plugin rejected the event (a value it returned).
+    Plugin,
+    /// The plugin faulted on it (trap or invalid result).
+    Fault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub index: u32,
+    pub reason: String,
+    pub stage: RejectStage,
+}
+
+/// What a plugin made of a batch: rows (indices, ascending, and one
+/// [`ColumnData`] per plugin column) and rejections, ordered by index.
+/// Events in neither list are "not mine".
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub rows: Vec<u32>,
+    pub columns: Vec<ColumnData>,
+    pub rejected: Vec<Rejected>,
+    /// Faults (traps or invalid results) met while processing the batch.
+    pub faults: u32,
+}
+
+/// One accepted event from [`LoadedPlugin::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validated {
+    Accepted { fields: String, reply: String },
+    Rejected(String),
+}
+
+struct Instance {
+    store: Store<HostState>,
+    plugin: EventPlugin,
+}
+
+/// A compiled, described and validated plugin.
+pub struct LoadedPlugin {
+    pub meta: PluginMeta,
+    pub source: PathBuf,
+    pub sha256: String,
+    pub loaded_at: SystemTime,
+    runtime: Arc<Runtime>,
+    pre: EventPluginPre<HostState>,
+    pool: Mutex<Vec<Instance>>,
+    instances_created: AtomicU64,
+    faults: AtomicU64,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} ({})",
+            self.meta.name,
+            self.meta.version,
+            self.source.display()
+        )
+    }
+}
+
+/// A trap or an invalid result.
+struct Fault(String);
+
+impl LoadedPlugin {
+    /// Compiles (or fetches from the cache), checks the contract version,
+    /// instantiates once and validates `describe()`.
+    pub fn load(runtime: &Arc<Runtime>, source: PathBuf, wasm: &[u8]) -> Result<Self, LoadError> {
+        let component = runtime.compile(wasm)?;
+        let engine = runtime.engine();
+        let ty = component.component_type();
+        CONTRACT.check_exports(ty.exports(engine).map(|(name, _)| name))?;
+        let mut linker: Linker<HostState> = Linker::new(engine);
+        // No capability at all: every import (WASI included) traps if called.
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(EventPluginPre::new)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
+        let mut plugin = LoadedPlugin {
+            meta: PluginMeta {
+                name: String::new(),
+                version: String::new(),
+                event_type: String::new(),
+                table: String::new(),
+                columns: Vec::new(),
+                route: None,
+            },
+            source,
+            sha256,
+            loaded_at: SystemTime::now(),
+            runtime: runtime.clone(),
+            pre,
+            pool: Mutex::new(Vec::new()),
+            instances_created: AtomicU64::new(0),
+            faults: AtomicU64::new(0),
+        };
+        let mut instance = plugin
+            .instantiate()
+            .map_err(|f| LoadError::Instantiate(f.0))?;
+        plugin.arm(&mut instance);
+        let info = instance
+            .plugin
+            .eventsift_plugin_plugin()
+            .call_describe(&mut instance.store)
+            .map_err(|e| LoadError::Describe(fault_reason(&e)))?;
+        plugin.meta = PluginMeta::from_info(info)?;
+        plugin
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(instance);
+        Ok(plugin)
+    }
+
+    fn instantiate(&self) -> Result<Instance, Fault> {
+        let limiter = Limiter {
+            max_memory: self.runtime.limits().memory_bytes,
+        };
+        let mut store = Store::new(self.runtime.engine(), HostState { limiter });
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.runtime.deadline_ticks());
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Fault(fault_reason(&e)))?;
+        self.instances_created.fetch_add(1, Ordering::Relaxed);
+        Ok(Instance { store, plugin })
+    }
+
+    /// Starts the CPU deadline for the next call.
+    fn arm(&self, instance: &mut Instance) {
+        instance
+            .store
+            .set_epoch_deadline(self.runtime.deadline_ticks());
+    }
+
+    fn checkout(&self) -> Result<Instance, Fault> {
+        let pooled = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut instance = match pooled {
+            Some(i) => i,
+            None => self.instantiate()?,
+        };
+        self.arm(&mut instance);
+        Ok(instance)
+    }
+
+    fn checkin(&self, instance: Instance) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(instance);
+    }
+
+    /// Instances created so far (the first one at load included).
+    pub fn instances_created(&self) -> u64 {
+        self.instances_created.load(Ordering::Relaxed)
+    }
+
+    /// Faults (traps or invalid results) so far.
+    pub fn faults(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// Validates one event for the API; `fields` is a JSON object.
+    /// A fault is reported as a rejection naming it.
+    pub fn validate(&self, fields: &str) -> Validated {
+        let result = self.checkout().and_then(|mut instance| {
+            match instance
+                .plugin
+                .eventsift_plugin_plugin()
+                .call_validate(&mut instance.store, fields)
+            {
+                Ok(r) => {
+                    self.checkin(instance);
+                    Ok(r)
+                }
+                Err(e) => Err(Fault(fault_reason(&e))),
+            }
+        });
+        match result {
+            Ok(Ok(v)) => match check_fields_json(&v.fields) {
+                Ok(()) => Validated::Accepted {
+                    fields: v.fields,
+                    reply: v.reply,
+                },
+                Err(why) => self.fault(Fault(why)).into_rejection(),
+            },
+            Ok(Err(reason)) => Validated::Rejected(reason),
+            Err(fault) => self.fault(fault).into_rejection(),
+        }
+    }
+
+    fn fault(&self, fault: Fault) -> Fault {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(plugin = %self.meta.name, version = %self.meta.version, "plugin fault: {}", fault.0);
+        fault
+    }
+
+    /// Maps a batch to rows, isolating faults (see the module docs).
+    pub fn process(&self, batch: &Batch) -> BatchOutcome {
+        let mut out = BatchOutcome {
+            columns: self
+                .meta
+                .columns
+                .iter()
+                .map(|c| empty_column(c.kind))
+                .collect(),
+            ..Default::default()
+        };
+        if batch.is_empty() {
+            return out;
+        }
+        match self.call_process(batch) {
+            Ok(result) => {
+                // The common case: the plugin's result becomes the outcome as is.
+                out.rows = result.rows;
+                out.columns = result.columns;
+                out.rejected = plugin_rejections(result.rejected);
+            }
+            Err(fault) => {
+                out.faults += 1;
+                let mut budget = MAX_FAULTS_PER_BATCH - 1;
+                self.isolate(batch, 0, fault, &mut budget, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Splits a faulted (sub-)batch starting at `offset` and retries each
+    /// half, appending results to `out` in index order.
+    fn isolate(
+        &self,
+        batch: &Batch,
+        offset: u32,
+        fault: Fault,
+        budget: &mut u32,
+        out: &mut BatchOutcome,
+    ) {
+        if batch.len() == 1 || *budget == 0 {
+            let reason = if batch.len() == 1 {
+                format!(
+                    "plugin {} {} faulted: {}",
+                    self.meta.name, self.meta.version, fault.0
+                )
+            } else {
+                format!(
+                    "plugin {} {} faulted {MAX_FAULTS_PER_BATCH} times on one batch; last fault: {}",
+                    self.meta.name, self.meta.version, fault.0
+                )
+            };
+            for i in 0..batch.len() as u32 {
+                out.rejected.push(Rejected {
+                    index: offset + i,
+                    reason: reason.clone(),
+                    stage: RejectStage::Fault,
+                });
+            }
+            return;
+        }
+        let mid = batch.len() / 2;
+        for (range, start) in [(0..mid, 0), (mid..batch.len(), mid)] {
+            let half = batch.slice(range);
+            let at = offset + start as u32;
+            match self.call_process(&half) {
+                Ok(result) => append(out, result, at),
+                Err(fault) if *budget > 0 => {
+                    *budget -= 1;
+                    out.faults += 1;
+                    self.isolate(&half, at, fault, budget, out);
+                }
+                Err(fault) => self.isolate(&half, at, fault, budget, out),
+            }
+        }
+    }
+
+    /// One call on a pooled instance; the instance is dropped on a fault.
+    fn call_process(&self, batch: &Batch) -> Result<BatchResult, Fault> {
+        let mut instance = self.checkout().map_err(|f| self.fault(f))?;
+        let result = instance
+            .plugin
+            .eventsift_plugin_plugin()
+            .call_process(&mut instance.store, &batch.0)
+            .map_err(|e| self.fault(Fault(fault_reason(&e))))?;
+        self.checkin(instance);
+        check_result(&self.meta, batch.len(), &result)
+            .map_err(|why| self.fault(Fault(format!("invalid batch result: {why}"))))?;
+        Ok(result)
+    }
+}
+
+impl Fault {
+    fn into_rejection(self) -> Validated {
+        Validated::Rejected(format!("plugin fault: {}", self.0))
+    }
+}
+
+fn plugin_rejections(rejected: Vec<super::bindings::Rejection>) -> Vec<Rejected> {
+    let mut out: Vec<Rejected> = rejected
+        .into_iter()
+        .map(|r| Rejected {
+            index: r.index,
+            reason: r.reason,
+            stage: RejectStage::Plugin,
+        })
+        .collect();
+    out.sort_by_key(|r| r.index);
+    out
+}
+
+/// A human-readable fault: the memory error, the deadline, a capability
+/// the sandbox denied, or the trap.
+fn fault_reason(e: &wasmtime::Error) -> String {
+    if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
+        return m.to_string();
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return "CPU deadline exceeded".to_owned(),
+        Some(Trap::UnreachableCodeReached) => {
+            return "wasm trap: unreachable (the plugin panicked)".to_owned();
+        }
+        _ => {}
+    }
+    let root = e.root_cause().to_string();
+    if let Some(import) = root
+        .strip_prefix("unknown import: `")
+        .and_then(|r| r.split('`').next())
+    {
+        return format!(
+            "denied capability: the plugin called {import}, which the sandbox does not grant"
+        );
+    }
+    root.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect()
+}
+
+fn empty_column(kind: ColumnType) -> ColumnData {
+    let values = match kind {
+        ColumnType::String => ColumnValues::Text(TextValues {
+            data: Vec::new(),
+            ends: Vec::new(),
+        }),
+        ColumnType::Int64 => ColumnValues::Int64(Vec::new()),
+        ColumnType::Float64 => ColumnValues::Float64(Vec::new()),
+        ColumnType::Bool => ColumnValues::Boolean(Vec::new()),
+        ColumnType::Timestamp => ColumnValues::Timestamp(Vec::new()),
+    };
+    ColumnData {
+        values,
+        validity: Vec::new(),
+    }
+}
+
+fn column_len(c: &ColumnData) -> usize {
+    match &c.values {
+        ColumnValues::Text(t) => t.ends.len(),
+        ColumnValues::Int64(v) | ColumnValues::Timestamp(v) => v.len(),
+        ColumnValues::Float64(v) => v.len(),
+        ColumnValues::Boolean(v) => v.len(),
+    }
+}
+
+/// Checks a plugin's batch result before the host trusts it.
+fn check_result(meta: &PluginMeta, events: usize, r: &BatchResult) -> Result<(), String> {
+    if r.rows.windows(2).any(|w| w[0] >= w[1]) {
+        return Err("row indices are not ascending".into());
+    }
+    if r.rows.last().is_some_and(|&i| i as usize >= events) {
+        return Err("a row index is out of range".into());
+    }
+    for rej in &r.rejected {
+        if rej.index as usize >= events || r.rows.binary_search(&rej.index).is_ok() {
+            return Err(format!(
+                "rejection index {} is out of range or also a row",
+                rej.index
+            ));
+        }
+    }
+    if r.columns.len() != meta.columns.len() {
+        return Err(format!(
+            "{} columns returned, {} declared",
+            r.columns.len(),
+            meta.columns.len()
+        ));
+    }
+    let rows = r.rows.len();
+    for (spec, col) in meta.columns.iter().zip(&r.columns) {
+        let kind_ok = matches!(
+            (spec.kind, &col.values),
+            (ColumnType::String, ColumnValues::Text(_))
+                | (ColumnType::Int64, ColumnValues::Int64(_))
+                | (ColumnType::Float64, ColumnValues::Float64(_))
+                | (ColumnType::Bool, ColumnValues::Boolean(_))
+                | (ColumnType::Timestamp, ColumnValues::Timestamp(_))
+        );
+        if !kind_ok {
+            return Err(format!("column {} has the wrong type", spec.name));
+        }
+        if column_len(col) != rows {
+            return Err(format!(
+                "column {} has {} values for {rows} rows",
+                spec.name,
+                column_len(col)
+            ));
+        }
+        if !col.validity.is_empty() {
+            if col.validity.len() != rows.div_ceil(8) {
+                return Err(format!(
+                    "column {} has a validity bitmap of the wrong length",
+                    spec.name
+                ));
+            }
+            let nulls = (0..rows).any(|i| col.validity[i / 8] & (1 << (i % 8)) == 0);
+            if nulls && !spec.nullable {
+                return Err(format!(
+                    "column {} is not nullable but has nulls",
+                    spec.name
+                ));
+            }
+        }
+        if let ColumnValues::Text(t) = &col.values {
+            check_text(t).map_err(|why| format!("column {}: {why}", spec.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_text(t: &TextValues) -> Result<(), String> {
+    let text = std::str::from_utf8(&t.data).map_err(|_| "text is not UTF-8".to_owned())?;
+    let mut start = 0u32;
+    for &end in &t.ends {
+        if end < start || !text.is_char_boundary(end as usize) {
+            return Err("text offsets are out of order or split a character".into());
+        }
+        start = end;
+    }
+    if start as usize != t.data.len() {
+        return Err("text offsets do not cover the buffer".into());
+    }
+    Ok(())
+}
+
+fn check_fields_json(fields: &str) -> Result<(), String> {
+    match serde_json::from_str::<serde_json::Value>(fields) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err("validate() returned fields that are not a JSON object".into()),
+    }
+}
+
+/// Appends a sub-batch result (indices relative to `offset`) to `out`.
+fn append(out: &mut BatchOutcome, result: BatchResult, offset: u32) {
+    let base_rows = out.rows.len();
+    out.rows.extend(result.rows.iter().map(|i| i + offset));
+    for (dst, src) in out.columns.iter_mut().zip(result.columns) {
+        append_column(dst, src, base_rows);
+    }
+    out.rejected
+        .extend(plugin_rejections(result.rejected).into_iter().map(|mut r| {
+            r.index += offset;
+            r
+        }));
+}
+
+fn append_column(dst: &mut ColumnData, src: ColumnData, dst_rows: usize) {
+    let src_rows = column_len(&src);
+    match (&mut dst.values, src.values) {
+        (ColumnValues::Text(d), ColumnValues::Text(s)) => {
+            let base = d.data.len() as u32;
+            d.data.extend_from_slice(&s.data);
+            d.ends.extend(s.ends.iter().map(|e| e + base));
+        }
+        (ColumnValues::Int64(d), ColumnValues::Int64(s))
+        | (ColumnValues::Timestamp(d), ColumnValues::Timestamp(s)) => d.extend(s),
+        (ColumnValues::Float64(d), ColumnValues::Float64(s)) => d.extend(s),
+        (ColumnValues::Boolean(d), ColumnValues::Boolean(s)) => d.extend(s),
+        _ => unreachable!("column types were checked against the plugin's metadata"),
+    }
+    if dst.validity.is_empty() && src.validity.is_empty() {
+        return;
+    }
+    let bit = |v: &[u8], i: usize| v.is_empty() || v[i / 8] & (1 << (i % 8)) != 0;
+    let total = dst_rows + src_rows;
+    let mut bits = vec![0u8; total.div_ceil(8)];
+    for i in 0..total {
+        let valid = if i < dst_rows {
+            bit(&dst.validity, i)
+        } else {
+            bit(&src.validity, i - dst_rows)
+        };
+        if valid {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+    }
+    dst.validity = bits;
+}

@@ -1,0 +1,72 @@
+//! Watches the plugin folder and keeps the registry in sync with it, on a
+//! thread of its own so that compilation stays off the hot path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher as _};
+
+use super::registry::Registry;
+
+/// Re-check interval while a file is settling.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+/// Re-check interval otherwise (a safety net for missed notifications and
+/// for a folder that does not exist yet).
+const IDLE_POLL: Duration = Duration::from_secs(2);
+
+/// A running watcher; stops when dropped.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watcher {
+    /// Loads the folder now (startup is a reload from an empty set), then
+    /// follows its changes.
+    pub fn start(registry: Arc<Registry>) -> std::io::Result<Self> {
+        let first = registry.sync();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("plugin-watcher".into())
+            .spawn(move || {
+                let (tx, rx) = mpsc::channel();
+                let mut watcher = notify::recommended_watcher(move |_ev| {
+                    let _ = tx.send(());
+                })
+                .ok();
+                let mut watching = false;
+                let mut pending = first.pending;
+                while !stopped.load(Ordering::Relaxed) {
+                    if !watching && let Some(w) = watcher.as_mut() {
+                        watching = w.watch(registry.dir(), RecursiveMode::NonRecursive).is_ok();
+                    }
+                    let wait = if pending { SETTLE_POLL } else { IDLE_POLL };
+                    let _ = rx.recv_timeout(wait);
+                    while rx.try_recv().is_ok() {}
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    pending = registry.sync().pending;
+                    if !registry.dir().exists() {
+                        watching = false;
+                    }
+                }
+            })?;
+        Ok(Watcher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the eventsift host. One binary (one link) with a
+//! module per area.
+
+mod plugins;
+mod support;

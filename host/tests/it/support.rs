@@ -1,0 +1,72 @@
+//! Shared test helpers.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eventsift::plugin::sandbox::Limits;
+use eventsift::plugin::{LoadedPlugin, Registry, Runtime, RuntimeConfig};
+
+/// A runtime with the default memory cap and a generous deadline: tests
+/// share two cores, so a timing-sensitive limit would make them flaky.
+pub fn runtime() -> Arc<Runtime> {
+    runtime_with(Limits {
+        deadline: Duration::from_secs(2),
+        ..Limits::default()
+    })
+}
+
+pub fn runtime_with(limits: Limits) -> Arc<Runtime> {
+    Runtime::new(RuntimeConfig {
+        limits,
+        cache_dir: None,
+    })
+    .unwrap()
+}
+
+/// Loads one plugin file.
+pub fn load(runtime: &Arc<Runtime>, path: &str) -> Result<LoadedPlugin, String> {
+    let wasm = std::fs::read(path).unwrap();
+    LoadedPlugin::load(runtime, PathBuf::from(path), &wasm).map_err(|e| e.to_string())
+}
+
+/// Copies `src` into `dir` as `name` the way a careful user would
+/// (hidden temporary name, then rename), dated `age` in the past.
+pub fn drop_in(dir: &Path, name: &str, src: &str, age: Duration) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::copy(src, &tmp).unwrap();
+    set_age(&tmp, age);
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+pub fn set_age(path: &Path, age: Duration) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - age).unwrap();
+}
+
+/// Old enough to be considered stable by the registry.
+pub const SETTLED: Duration = Duration::from_secs(5);
+
+/// Waits (generously) until `cond` holds.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 30 s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A registry over a fresh temporary folder.
+pub fn registry() -> (tempfile::TempDir, Arc<Registry>) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::new(runtime(), dir.path());
+    (dir, registry)
+}
+
+/// A sword event envelope.
+pub fn sword(color: &str, quantity: i64) -> String {
+    format!(r#"{{"event_type":"purchase_sword","color":"{color}","quantity":{quantity}}}"#)
+}
