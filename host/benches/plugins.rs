@@ -1,1 +1,160 @@
-fn main() {}
+//! Plugin throughput: the sword, horse and guild logic over 1 M mixed JSON
+//! event envelopes, in batches of 1000, through the Wasm plugins (deadline
+//! and memory cap on) and through the same SDK code compiled natively.
+//!
+//! `cargo bench -p eventsift --bench plugins` (add `-- --events N --runs R`).
+//! Prints events/s per mode (median of the runs) and the ratio.
+
+use std::time::Instant;
+
+use eventsift::plugin::{Batch, LoadedPlugin, Runtime, RuntimeConfig};
+use eventsift_sdk::BatchOutput;
+use eventsift_test_artifacts as artifacts;
+
+const BATCH: usize = 1000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let events = arg("--events", 1_000_000);
+    let runs = arg("--runs", 5);
+
+    // The seed's mix: roughly half swords, a third horses, the rest guild.
+    let mut per_type: [Vec<Batch>; 3] = Default::default();
+    let mut bytes = 0usize;
+    for i in 0..events {
+        let (kind, json) = event(i);
+        bytes += json.len();
+        let batches = &mut per_type[kind];
+        if batches.last().is_none_or(|b| b.len() == BATCH) {
+            batches.push(Batch::with_capacity(BATCH, BATCH * 256));
+        }
+        batches.last_mut().unwrap().push(json.as_bytes());
+    }
+    println!(
+        "{events} events ({} B on average), batches of {BATCH}, {runs} runs, median",
+        bytes / events
+    );
+
+    let native = median(
+        runs,
+        || {
+            let mut rows = 0;
+            for b in &per_type[0] {
+                rows += native_rows(eventsift_sdk::process_batch::<sword::Sword>(
+                    b.data(),
+                    b.ends(),
+                ));
+            }
+            for b in &per_type[1] {
+                rows += native_rows(eventsift_sdk::process_batch::<horse::Horse>(
+                    b.data(),
+                    b.ends(),
+                ));
+            }
+            for b in &per_type[2] {
+                rows += native_rows(eventsift_sdk::process_batch::<guild::Guild>(
+                    b.data(),
+                    b.ends(),
+                ));
+            }
+            rows
+        },
+        events,
+    );
+
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let limits = runtime.limits();
+    let load = |path: &str| {
+        LoadedPlugin::load(&runtime, path.into(), &std::fs::read(path).unwrap()).unwrap()
+    };
+    let plugins = [
+        load(artifacts::SWORD),
+        load(artifacts::HORSE),
+        load(artifacts::GUILD),
+    ];
+    let wasm = median(
+        runs,
+        || {
+            let mut rows = 0;
+            for (plugin, batches) in plugins.iter().zip(&per_type) {
+                for b in batches {
+                    let out = plugin.process(b);
+                    assert!(out.rejected.is_empty());
+                    rows += out.rows.len();
+                }
+            }
+            rows
+        },
+        events,
+    );
+
+    println!("native (release):  {:>6.2} M events/s", native / 1e6);
+    println!(
+        "wasm ({} ms deadline, {} MiB cap): {:>6.2} M events/s",
+        limits.deadline.as_millis(),
+        limits.memory_bytes >> 20,
+        wasm / 1e6
+    );
+    println!("wasm / native:     {:>6.2}", wasm / native);
+}
+
+/// Event `i` of the mix and its type index (0 sword, 1 horse, 2 guild),
+/// as the API publishes it.
+fn event(i: usize) -> (usize, String) {
+    let head = format!(
+        r#"{{"event_id":"0193a3c5-7e1f-7d3a-9c3e-{i:012x}","plugin_version":"0.1.0","timestamp":"2026-11-28T18:00:00.{:06}Z","host":"user{}.comcast.com","user_agent":"ApacheBench/2.3","accept":"*/*""#,
+        i % 1_000_000,
+        i % 3 + 1
+    );
+    match i % 20 {
+        0..=9 => (
+            0,
+            format!(
+                r#"{head},"event_type":"purchase_sword","color":"{}","quantity":{}}}"#,
+                ["red", "blue", "green"][i % 3],
+                i % 3 + 1
+            ),
+        ),
+        10..=16 => (
+            1,
+            format!(
+                r#"{head},"event_type":"purchase_horse","speed":1.0,"size":"{}","quantity":{}}}"#,
+                ["small", "medium", "large"][i % 3],
+                i % 2 + 1
+            ),
+        ),
+        _ => (
+            2,
+            format!(
+                r#"{head},"event_type":"guild","action":"{}"}}"#,
+                ["join", "leave"][i % 2]
+            ),
+        ),
+    }
+}
+
+fn native_rows(out: BatchOutput) -> usize {
+    assert!(out.rejected.is_empty());
+    out.rows.len()
+}
+
+/// Runs `f` `runs` times after one warm-up and returns the median events/s.
+fn median(runs: usize, mut f: impl FnMut() -> usize, events: usize) -> f64 {
+    assert_eq!(f(), events, "every event must produce a row");
+    let mut rates: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            events as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    rates.sort_by(|a, b| a.total_cmp(b));
+    rates[rates.len() / 2]
+}

@@ -33,22 +33,20 @@ pub fn process_batch<P: Plugin>(data: &[u8], ends: &[u32]) -> BatchOutput {
     let mut rows = Vec::with_capacity(ends.len());
     let mut rejected = Vec::new();
     let mut start = 0usize;
+    let mut event = Event::default();
     for (index, &end) in ends.iter().enumerate() {
         let end = (end as usize).clamp(start, data.len());
         let raw = &data[start..end];
         start = end;
-        let event = match Event::parse(raw) {
-            Ok(event) => event,
-            Err(e) => {
-                rejected.push(Rejection {
-                    index: index as u32,
-                    reason: e.0,
-                });
-                continue;
-            }
-        };
+        if let Err(e) = event.parse_into(raw) {
+            rejected.push(Rejection {
+                index: index as u32,
+                reason: e.0,
+            });
+            continue;
+        }
         match event.get("event_type") {
-            Some(Value::Str(t)) if t == P::INFO.event_type => {}
+            Some(Value::Str(t)) if *t == *P::INFO.event_type => {}
             _ => continue,
         }
         let mut row = columns.row();

@@ -4,19 +4,23 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use smallvec::SmallVec;
+
+use crate::scan::Raw;
 
 /// A top-level field value. Nested arrays and objects are not kept: plugins
 /// map flat events, and a nested value only needs to be named in an error.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
     Null,
     Bool(bool),
     Int(i64),
     UInt(u64),
+    /// Any other number; out-of-range ones are infinite.
     Float(f64),
-    Str(Cow<'a, str>),
+    Str(&'a str),
+    /// A string that is not UTF-8.
+    InvalidText,
     Array,
     Object,
 }
@@ -40,6 +44,7 @@ impl fmt::Display for Value<'_> {
                     f.write_str(&quoted)
                 }
             }
+            Value::InvalidText => f.write_str("text that is not UTF-8"),
             Value::Array => f.write_str("an array"),
             Value::Object => f.write_str("an object"),
         }
@@ -64,7 +69,7 @@ impl fmt::Display for Reject {
 
 impl std::error::Error for Reject {}
 
-type Fields<'a> = SmallVec<[(Cow<'a, str>, Value<'a>); 16]>;
+type Fields<'a> = SmallVec<[(Cow<'a, [u8]>, Raw<'a>); 16]>;
 
 /// The top-level fields of one JSON object event.
 #[derive(Debug, Default)]
@@ -75,27 +80,35 @@ pub struct Event<'a> {
 impl<'a> Event<'a> {
     /// Parses one JSON object. Errors say what is malformed.
     pub fn parse(json: &'a [u8]) -> Result<Self, Reject> {
-        let mut de = serde_json::Deserializer::from_slice(json);
-        let mut fields = Fields::new();
-        FieldsSeed(&mut fields)
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| Reject(format!("malformed event: {e}")))?;
-        Ok(Event { fields })
+        let mut event = Event::default();
+        event.parse_into(json)?;
+        Ok(event)
     }
 
-    /// The value of a field; the last one wins if a key repeats.
-    pub fn get(&self, name: &str) -> Option<&Value<'a>> {
+    /// Parses one JSON object into this event, reusing its storage (the
+    /// batch path parses every event of a batch into one `Event`).
+    pub fn parse_into(&mut self, json: &'a [u8]) -> Result<(), Reject> {
+        self.fields.clear();
+        let fields = &mut self.fields;
+        crate::scan::object(json, |k, v| fields.push((k, v)))
+            .map_err(|e| Reject(format!("malformed event: {e}")))
+    }
+
+    /// The value of a field; the last one wins if a key repeats. Text is
+    /// checked and numbers parsed here, when a field is read.
+    pub fn get(&self, name: &str) -> Option<Value<'_>> {
         self.fields
             .iter()
             .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .find(|(k, _)| k.as_ref() == name.as_bytes())
+            .map(|(_, v)| value(v))
     }
 
     /// Iterates over the fields in document order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
-        self.fields.iter().map(|(k, v)| (k.as_ref(), v))
+    pub fn iter(&self) -> impl Iterator<Item = (Cow<'_, str>, Value<'_>)> {
+        self.fields
+            .iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k), value(v)))
     }
 
     /// True when the field is present and not null.
@@ -103,7 +116,7 @@ impl<'a> Event<'a> {
         !matches!(self.get(name), None | Some(Value::Null))
     }
 
-    fn required(&self, name: &str) -> Result<&Value<'a>, Reject> {
+    fn required(&self, name: &str) -> Result<Value<'_>, Reject> {
         match self.get(name) {
             None | Some(Value::Null) => Err(Reject(format!("missing field {name:?}"))),
             Some(v) => Ok(v),
@@ -172,9 +185,9 @@ impl<'a> Event<'a> {
         ok: impl Fn(f64) -> bool,
     ) -> Result<f64, Reject> {
         let x = match self.required(name)? {
-            Value::Int(i) => Some(*i as f64),
-            Value::UInt(u) => Some(*u as f64),
-            Value::Float(x) => Some(*x),
+            Value::Int(i) => Some(i as f64),
+            Value::UInt(u) => Some(u as f64),
+            Value::Float(x) => Some(x),
             Value::Str(s) => parse_decimal(s),
             _ => None,
         };
@@ -197,9 +210,9 @@ impl<'a> Event<'a> {
 
     fn int_where(&self, name: &str, rule: &str, ok: impl Fn(i64) -> bool) -> Result<i64, Reject> {
         let i = match self.required(name)? {
-            Value::Int(i) => Some(*i),
-            Value::UInt(u) => i64::try_from(*u).ok(),
-            Value::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
+            Value::Int(i) => Some(i),
+            Value::UInt(u) => i64::try_from(u).ok(),
+            Value::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(x as i64),
             Value::Str(s) => parse_integer(s),
             _ => None,
         };
@@ -212,7 +225,7 @@ impl<'a> Event<'a> {
     /// A boolean: JSON `true`/`false` or the strings "true"/"false" (any case).
     pub fn bool(&self, name: &str) -> Result<bool, Reject> {
         match self.required(name)? {
-            Value::Bool(b) => Ok(*b),
+            Value::Bool(b) => Ok(b),
             Value::Str(s) if s.eq_ignore_ascii_case("true") => Ok(true),
             Value::Str(s) if s.eq_ignore_ascii_case("false") => Ok(false),
             _ => Err(self.invalid(name, "true or false")),
@@ -226,6 +239,35 @@ impl<'a> Event<'a> {
             "a timestamp in microseconds since 1970-01-01 UTC",
             |_| true,
         )
+    }
+}
+
+/// Converts a scanned value: checks text, parses numbers.
+fn value<'s>(raw: &'s Raw<'_>) -> Value<'s> {
+    match raw {
+        Raw::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => Value::Str(s),
+            Err(_) => Value::InvalidText,
+        },
+        Raw::Decoded(s) => Value::Str(s),
+        Raw::Number(bytes) => {
+            // The scanner checked the grammar: the text is ASCII.
+            let text = std::str::from_utf8(bytes).unwrap_or("NaN");
+            let integral = !bytes.iter().any(|b| matches!(b, b'.' | b'e' | b'E'));
+            if integral {
+                if let Ok(i) = text.parse::<i64>() {
+                    return Value::Int(i);
+                }
+                if let Ok(u) = text.parse::<u64>() {
+                    return Value::UInt(u);
+                }
+            }
+            Value::Float(text.parse().unwrap_or(f64::NAN))
+        }
+        Raw::Bool(b) => Value::Bool(*b),
+        Raw::Null => Value::Null,
+        Raw::Array => Value::Array,
+        Raw::Object => Value::Object,
     }
 }
 
@@ -245,106 +287,6 @@ fn parse_decimal(s: &str) -> Option<f64> {
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
         && s.bytes().any(|b| b.is_ascii_digit());
     if plain { s.parse().ok() } else { None }
-}
-
-// ---- serde plumbing: one pass over the object, borrowing strings where possible.
-
-struct FieldsSeed<'f, 'a>(&'f mut Fields<'a>);
-
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsSeed<'_, 'de> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            let value = map.next_value::<Value<'de>>()?;
-            self.0.push((key.0, value));
-        }
-        Ok(())
-    }
-}
-
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Value<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Value<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Value<'de>, E> {
-                Ok(Value::Null)
-            }
-            fn visit_none<E>(self) -> Result<Value<'de>, E> {
-                Ok(Value::Null)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Value<'de>, E> {
-                Ok(Value::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Value<'de>, E> {
-                Ok(Value::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Value<'de>, E> {
-                Ok(match i64::try_from(v) {
-                    Ok(i) => Value::Int(i),
-                    Err(_) => Value::UInt(v),
-                })
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Value<'de>, E> {
-                Ok(Value::Float(v))
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Value<'de>, E> {
-                Ok(Value::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Value<'de>, E> {
-                Ok(Value::Str(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Value<'de>, E> {
-                Ok(Value::Str(Cow::Owned(v)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Value::Array)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Value::Object)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]
@@ -454,17 +396,17 @@ mod tests {
         check(
             "[1]",
             any,
-            "err malformed event: invalid type: sequence, expected a JSON object at line 1 column 0",
+            "err malformed event: expected a JSON object at byte 0",
         );
         check(
             "{",
             any,
-            "err malformed event: EOF while parsing an object at line 1 column 1",
+            "err malformed event: expected a string key, found the end of the input",
         );
         check(
             r#"{"a":1} x"#,
             any,
-            "err malformed event: trailing characters at line 1 column 9",
+            "err malformed event: trailing characters at byte 8",
         );
         // Deeply nested values are skipped without recursion: no stack overflow.
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
@@ -473,7 +415,11 @@ mod tests {
             |e| Ok(e.get("a").unwrap().to_string()),
             "ok an array",
         );
-        assert!(Event::parse(b"{\"a\":\"\xff\"}").is_err());
+        let bad = Event::parse(b"{\"a\":\"\xff\"}").unwrap();
+        assert_eq!(
+            bad.str("a").unwrap_err().0,
+            "a must be a string, got text that is not UTF-8"
+        );
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //!
 //! - `plugins`: builds every bundled plugin (`plugins/<name>`) for
 //!   wasm32-wasip2 into `target/plugins/<name>.wasm`.
-//! - `test`: builds the plugins and runs `cargo test --workspace`.
+//! - `test`: builds the plugins and the tests, starts Kafka and MiniDFS,
+//!   runs `cargo test --workspace` against them and stops them, even when
+//!   tests fail.
+//! - `kafka start|stop|status`, `hdfs start|stop|status`: the real services
+//!   (see [`services`]).
 
+mod services;
 #[path = "../../tests/artifacts/wasm_build.rs"]
 mod wasm_build;
 
@@ -18,8 +23,25 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("plugins") => plugins(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
+        Some(name @ ("kafka" | "hdfs")) => {
+            let service = services::Service::parse(name).unwrap();
+            match args.get(1).map(String::as_str) {
+                Some("start") => services::start(&root, service),
+                Some("stop") => services::stop(&root, service),
+                Some("status") => {
+                    let up = services::status(&root, service)?;
+                    std::process::exit(if up { 0 } else { 1 });
+                }
+                _ => {
+                    eprintln!("usage: cargo xtask {name} <start | stop | status>");
+                    std::process::exit(2);
+                }
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask <plugins | test [cargo test args]>");
+            eprintln!(
+                "usage: cargo xtask <plugins | test [cargo test args] | kafka ... | hdfs ...>"
+            );
             std::process::exit(2);
         }
     }
@@ -73,14 +95,41 @@ fn plugins(root: &Path) -> Result<Vec<PathBuf>> {
 
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     plugins(root)?;
-    let status = Command::new(cargo())
-        .current_dir(root)
-        .args(["test", "--workspace"])
-        .args(extra)
+    // Build first, so the services do not idle (and compete for the two
+    // cores) while the test binaries compile.
+    let build = cargo_test(root, &["--no-run"], extra)
         .status()
-        .context("running cargo test")?;
-    if !status.success() {
-        bail!("tests failed");
+        .context("building the tests")?;
+    if !build.success() {
+        bail!("building the tests failed");
     }
-    Ok(())
+    let services = [services::Service::Kafka, services::Service::Hdfs];
+    let started = services.iter().try_for_each(|s| services::start(root, *s));
+    let result = started.and_then(|()| {
+        let status = cargo_test(root, &[], extra)
+            .env("EVENTSIFT_TEST_KAFKA", services::KAFKA_BOOTSTRAP)
+            .env("EVENTSIFT_TEST_HDFS", services::HDFS_URL)
+            .status()
+            .context("running cargo test")?;
+        if status.success() {
+            Ok(())
+        } else {
+            bail!("tests failed")
+        }
+    });
+    for s in services {
+        if let Err(e) = services::stop(root, s) {
+            eprintln!("warning: stopping {s:?}: {e:#}");
+        }
+    }
+    result
+}
+
+fn cargo_test(root: &Path, args: &[&str], extra: &[String]) -> Command {
+    let mut cmd = Command::new(cargo());
+    cmd.current_dir(root)
+        .args(["test", "--workspace"])
+        .args(args)
+        .args(extra);
+    cmd
 }

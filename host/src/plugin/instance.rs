@@ -64,6 +64,16 @@ impl Batch {
         self.0.ends.clear();
     }
 
+    /// All events' bytes, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.0.data
+    }
+
+    /// End offset of each event in [`Batch::data`].
+    pub fn ends(&self) -> &[u32] {
+        &self.0.ends
+    }
+
     /// The raw bytes of event `i`.
     pub fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 {

@@ -2,4 +2,5 @@
 //! module per area.
 
 mod plugins;
+mod services;
 mod support;

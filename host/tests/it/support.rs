@@ -70,3 +70,30 @@ pub fn registry() -> (tempfile::TempDir, Arc<Registry>) {
 pub fn sword(color: &str, quantity: i64) -> String {
     format!(r#"{{"event_type":"purchase_sword","color":"{color}","quantity":{quantity}}}"#)
 }
+
+/// The Kafka broker `cargo xtask test` started (or `cargo xtask kafka start`).
+pub fn kafka_bootstrap() -> String {
+    std::env::var("EVENTSIFT_TEST_KAFKA").expect(
+        "EVENTSIFT_TEST_KAFKA is not set: run the tests with `cargo xtask test`, or start \
+         the broker with `cargo xtask kafka start` and set EVENTSIFT_TEST_KAFKA=127.0.0.1:9092",
+    )
+}
+
+/// The MiniDFSCluster `cargo xtask test` started (or `cargo xtask hdfs start`).
+pub fn hdfs_url() -> String {
+    std::env::var("EVENTSIFT_TEST_HDFS").expect(
+        "EVENTSIFT_TEST_HDFS is not set: run the tests with `cargo xtask test`, or start \
+         MiniDFS with `cargo xtask hdfs start` and set EVENTSIFT_TEST_HDFS=hdfs://127.0.0.1:9000",
+    )
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}-{n}", std::process::id())
+}

@@ -85,7 +85,7 @@ mod tests {
             reasons,
             vec![
                 (2, r#"size must be one of small, medium, large, got "huge""#),
-                (3, "malformed event: expected ident at line 1 column 2"),
+                (3, "malformed event: expected a JSON object at byte 0"),
             ]
         );
     }

@@ -1,0 +1,473 @@
+//! Real services for development and tests, started from jars fetched from
+//! Maven Central into a cache outside the repository:
+//!
+//! - `kafka`: a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092,
+//!   controller on 127.0.0.1:9093, topic `events` with 4 partitions;
+//! - `hdfs`: Hadoop's MiniDFSCluster (one namenode, one datanode), namenode
+//!   on hdfs://127.0.0.1:9000.
+//!
+//! `start` is idempotent (a running service is left alone) and recovers from
+//! a killed run (a stale process is killed and its state wiped). State and
+//! logs live in `target/services/<name>/`; the jar cache in
+//! `$EVENTSIFT_CACHE` or `~/.cache/eventsift`.
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub const KAFKA_BOOTSTRAP: &str = "127.0.0.1:9092";
+pub const HDFS_URL: &str = "hdfs://127.0.0.1:9000";
+
+const KAFKA_PORT: u16 = 9092;
+const KAFKA_CONTROLLER_PORT: u16 = 9093;
+const HDFS_PORT: u16 = 9000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    Kafka,
+    Hdfs,
+}
+
+impl Service {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "kafka" => Some(Service::Kafka),
+            "hdfs" => Some(Service::Hdfs),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Service::Kafka => "kafka",
+            Service::Hdfs => "hdfs",
+        }
+    }
+
+    /// A string only this service's command line contains.
+    fn marker(self) -> &'static str {
+        match self {
+            Service::Kafka => "kafka.Kafka",
+            Service::Hdfs => "MiniHdfs",
+        }
+    }
+
+    fn ports(self) -> &'static [u16] {
+        match self {
+            Service::Kafka => &[KAFKA_PORT, KAFKA_CONTROLLER_PORT],
+            Service::Hdfs => &[HDFS_PORT],
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Service::Kafka => KAFKA_PORT,
+            Service::Hdfs => HDFS_PORT,
+        }
+    }
+}
+
+struct Paths {
+    /// `xtask/services/<name>`: pom and sources.
+    source: PathBuf,
+    /// Cached jars for this pom.
+    libs: PathBuf,
+    /// `target/services/<name>`: pid, log, data.
+    state: PathBuf,
+}
+
+impl Paths {
+    fn new(root: &Path, service: Service) -> Result<Self> {
+        let source = root.join("xtask/services").join(service.name());
+        let pom = fs::read(source.join("pom.xml"))?;
+        let libs = cache_dir()?
+            .join(format!("{}-{:016x}", service.name(), fnv1a(&pom)))
+            .join("libs");
+        let state = root.join("target/services").join(service.name());
+        Ok(Paths {
+            source,
+            libs,
+            state,
+        })
+    }
+    fn pid_file(&self) -> PathBuf {
+        self.state.join("pid")
+    }
+    fn log(&self) -> PathBuf {
+        self.state.join("service.log")
+    }
+}
+
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("EVENTSIFT_CACHE") {
+        return Ok(dir.into());
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Ok(PathBuf::from(dir).join("eventsift"));
+    }
+    let home = std::env::var_os("HOME").context("HOME is not set; set EVENTSIFT_CACHE")?;
+    Ok(PathBuf::from(home).join(".cache/eventsift"))
+}
+
+/// A stable 64-bit hash (FNV-1a) to key the jar cache on the pom's content.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+pub fn start(root: &Path, service: Service) -> Result<()> {
+    let paths = Paths::new(root, service)?;
+    if let Some(pid) = running_pid(&paths, service) {
+        // It may still be starting: give it a minute before calling it stale.
+        let answered = wait_for("the running service", Duration::from_secs(60), || {
+            Ok(port_open(service.port()) || running_pid(&paths, service).is_none())
+        });
+        if answered.is_ok() && running_pid(&paths, service).is_some() {
+            println!(
+                "{} already running (pid {pid}); log: {}",
+                service.name(),
+                paths.log().display()
+            );
+            return Ok(());
+        }
+        println!(
+            "{}: process {pid} does not answer; restarting it",
+            service.name()
+        );
+    }
+    stop_quietly(&paths, service);
+    // A killed run's sockets may linger for a moment.
+    let _ = wait_for("the ports to be released", Duration::from_secs(10), || {
+        Ok(service.ports().iter().all(|p| !port_open(*p)))
+    });
+    if port_open(service.port()) {
+        bail!(
+            "port {} is taken by a process this checkout did not start; stop it first",
+            service.port()
+        );
+    }
+    fetch(&paths)?;
+    let _ = fs::remove_dir_all(&paths.state);
+    fs::create_dir_all(&paths.state)?;
+    let started = Instant::now();
+    match service {
+        Service::Kafka => start_kafka(&paths)?,
+        Service::Hdfs => start_hdfs(&paths)?,
+    }
+    println!(
+        "{} ready in {:.1} s; log: {}",
+        service.name(),
+        started.elapsed().as_secs_f64(),
+        paths.log().display()
+    );
+    Ok(())
+}
+
+pub fn stop(root: &Path, service: Service) -> Result<()> {
+    let paths = Paths::new(root, service)?;
+    match running_pid(&paths, service) {
+        Some(pid) => {
+            stop_quietly(&paths, service);
+            println!("{} stopped (pid {pid})", service.name());
+        }
+        None => println!("{} is not running", service.name()),
+    }
+    Ok(())
+}
+
+pub fn status(root: &Path, service: Service) -> Result<bool> {
+    let paths = Paths::new(root, service)?;
+    let up = match running_pid(&paths, service) {
+        Some(pid) if port_open(service.port()) => {
+            println!(
+                "{}: running (pid {pid}) on port {}; log: {}",
+                service.name(),
+                service.port(),
+                paths.log().display()
+            );
+            true
+        }
+        Some(pid) => {
+            println!(
+                "{}: process {pid} alive but port {} closed; log: {}",
+                service.name(),
+                service.port(),
+                paths.log().display()
+            );
+            false
+        }
+        None => {
+            println!("{}: stopped", service.name());
+            false
+        }
+    };
+    Ok(up)
+}
+
+/// The pid of this checkout's running service, if its process is alive.
+fn running_pid(paths: &Paths, service: Service) -> Option<u32> {
+    let pid: u32 = fs::read_to_string(paths.pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    String::from_utf8_lossy(&cmdline)
+        .contains(service.marker())
+        .then_some(pid)
+}
+
+/// Stops the service if it runs (TERM, then KILL after 15 s) and forgets its pid.
+fn stop_quietly(paths: &Paths, service: Service) {
+    if let Some(pid) = running_pid(paths, service) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while running_pid(paths, service).is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if running_pid(paths, service).is_some() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let _ = fs::remove_file(paths.pid_file());
+}
+
+fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// Fetches the pom's runtime jars once into the cache.
+fn fetch(paths: &Paths) -> Result<()> {
+    let done = paths.libs.join(".complete");
+    if done.exists() {
+        return Ok(());
+    }
+    println!(
+        "fetching jars for {} from Maven Central into {}",
+        paths.source.display(),
+        paths.libs.display()
+    );
+    let tmp = paths.libs.with_extension("partial");
+    let _ = fs::remove_dir_all(&tmp);
+    let status = Command::new("mvn")
+        .current_dir(&paths.source)
+        .args([
+            "-q",
+            "-B",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+        ])
+        .arg(format!("-DoutputDirectory={}", tmp.display()))
+        .status()
+        .context("running mvn (is Maven installed?)")?;
+    if !status.success() {
+        bail!("mvn could not fetch the jars of {}", paths.source.display());
+    }
+    let _ = fs::remove_dir_all(&paths.libs);
+    fs::rename(&tmp, &paths.libs)?;
+    fs::write(done, "")?;
+    Ok(())
+}
+
+fn classpath(dirs: &[&Path]) -> String {
+    dirs.iter()
+        .map(|d| format!("{}/*", d.display()))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn java(paths: &Paths, classpath: &str) -> Command {
+    let mut cmd = Command::new("java");
+    cmd.current_dir(&paths.state).arg("-cp").arg(classpath);
+    cmd
+}
+
+/// Starts `cmd` in a process group of its own (it outlives xtask and
+/// ignores a Ctrl-C meant for it), logging to the service log, and records
+/// its pid.
+fn spawn_detached(paths: &Paths, mut cmd: Command) -> Result<Child> {
+    let log = fs::File::create(paths.log())?;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let child = cmd.spawn().context("starting java")?;
+    fs::write(paths.pid_file(), child.id().to_string())?;
+    Ok(child)
+}
+
+/// Fails if the service we just started has exited.
+fn check_alive(child: &mut Child, paths: &Paths) -> Result<()> {
+    if let Some(status) = child.try_wait()? {
+        bail!(
+            "the service exited ({status}); see {}",
+            paths.log().display()
+        );
+    }
+    Ok(())
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {} s waiting for {what}", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start_kafka(paths: &Paths) -> Result<()> {
+    let data = paths.state.join("data");
+    let props = paths.state.join("server.properties");
+    fs::write(
+        &props,
+        format!(
+            "process.roles=broker,controller\n\
+             node.id=1\n\
+             controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}\n\
+             listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}\n\
+             controller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\n\
+             listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+             log.dirs={}\n\
+             num.partitions=4\n\
+             offsets.topic.replication.factor=1\n\
+             offsets.topic.num.partitions=4\n\
+             transaction.state.log.replication.factor=1\n\
+             transaction.state.log.min.isr=1\n\
+             share.coordinator.state.topic.replication.factor=1\n\
+             share.coordinator.state.topic.min.isr=1\n\
+             group.initial.rebalance.delay.ms=0\n\
+             group.min.session.timeout.ms=500\n\
+             message.max.bytes=16777216\n\
+             replica.fetch.max.bytes=16777216\n\
+             auto.create.topics.enable=true\n",
+            data.display()
+        ),
+    )?;
+    let cp = classpath(&[&paths.libs]);
+    let log4j = format!(
+        "-Dlog4j2.configurationFile={}",
+        paths.source.join("log4j2.properties").display()
+    );
+    let cluster_id = {
+        let out = java(paths, &cp)
+            .args([&log4j, "kafka.tools.StorageTool", "random-uuid"])
+            .output()?;
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let out = java(paths, &cp)
+        .args([
+            &log4j,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            &cluster_id,
+            "-c",
+        ])
+        .arg(&props)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "formatting the KRaft log dir failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let mut broker = java(paths, &cp);
+    broker
+        .args(["-Xms256m", "-Xmx1g", &log4j, "kafka.Kafka"])
+        .arg(&props);
+    let mut child = spawn_detached(paths, broker)?;
+    wait_for(
+        "the broker to listen on 9092",
+        Duration::from_secs(90),
+        || {
+            check_alive(&mut child, paths)?;
+            Ok(port_open(KAFKA_PORT))
+        },
+    )?;
+    // Creating the topic proves the broker answers metadata requests.
+    wait_for(
+        "the broker to create topic `events`",
+        Duration::from_secs(90),
+        || {
+            check_alive(&mut child, paths)?;
+            let out = java(paths, &cp)
+                .args([
+                    &log4j,
+                    "org.apache.kafka.tools.TopicCommand",
+                    "--bootstrap-server",
+                    KAFKA_BOOTSTRAP,
+                ])
+                .args([
+                    "--create",
+                    "--if-not-exists",
+                    "--topic",
+                    "events",
+                    "--partitions",
+                    "4",
+                ])
+                .args(["--replication-factor", "1"])
+                .output()?;
+            Ok(out.status.success())
+        },
+    )
+}
+
+fn start_hdfs(paths: &Paths) -> Result<()> {
+    let classes = paths.libs.with_file_name("classes");
+    let source = paths.source.join("MiniHdfs.java");
+    let class = classes.join("MiniHdfs.class");
+    let stale = match (fs::metadata(&source), fs::metadata(&class)) {
+        (Ok(s), Ok(c)) => s.modified()? > c.modified()?,
+        _ => true,
+    };
+    if stale {
+        fs::create_dir_all(&classes)?;
+        let status = Command::new("javac")
+            .arg("-d")
+            .arg(&classes)
+            .arg("-cp")
+            .arg(classpath(&[&paths.libs]))
+            .arg(&source)
+            .status()
+            .context("running javac")?;
+        if !status.success() {
+            bail!("compiling {} failed", source.display());
+        }
+    }
+    let cp = format!("{}:{}", classes.display(), classpath(&[&paths.libs]));
+    let mut cmd = java(paths, &cp);
+    cmd.args(["-Xms256m", "-Xmx1g", "MiniHdfs"])
+        .arg(paths.state.join("data"))
+        .arg(HDFS_PORT.to_string());
+    let mut child = spawn_detached(paths, cmd)?;
+    wait_for(
+        "MiniDFSCluster to report READY",
+        Duration::from_secs(120),
+        || {
+            check_alive(&mut child, paths)?;
+            let mut log = String::new();
+            fs::File::open(paths.log())?.read_to_string(&mut log)?;
+            Ok(log.contains("READY hdfs://") && port_open(HDFS_PORT))
+        },
+    )
+}
