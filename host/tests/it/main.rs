@@ -1,6 +1,7 @@
 //! Integration tests of the eventsift host. One binary (one link) with a
 //! module per area.
 
+mod deploy;
 mod plugins;
 mod services;
 mod support;
