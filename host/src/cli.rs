@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Config;
 use crate::plugin::sandbox::Limits;
 use crate::plugin::{CONTRACT, LoadedPlugin, Registry, Runtime, RuntimeConfig};
+use crate::transport::Transport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,9 +25,76 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the HTTP API and the writer in one process (embedded log without
+    /// --kafka, Kafka with it).
+    Serve(DaemonArgs),
+    /// Run the HTTP API alone, publishing to Kafka (--kafka is required).
+    Api(DaemonArgs),
     /// Inspect event-type plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+}
+
+/// Settings of the daemon commands. Each may also come from `--config FILE`
+/// (TOML, same names with `_`) or `EVENTSIFT_<NAME>`; precedence is
+/// flag > environment > file > default.
+#[derive(Debug, Clone, Args, serde::Serialize)]
+pub struct DaemonArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Listen address [default: 0.0.0.0:5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Plugin folder, watched for drop-ins [default: target/plugins].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugins: Option<PathBuf>,
+    /// Kafka bootstrap servers, e.g. 127.0.0.1:9092.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<String>,
+    /// Kafka topic [default: events].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// Data directory: embedded log in log/, plugin cache in cache/ [default: ./eventsift-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Warehouse: a local path or hdfs://host:port/path [default: ./warehouse].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+    /// Writer commit interval, e.g. 10s [default: 10s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flush_interval: Option<String>,
+    /// Largest request body in bytes [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    /// How long a publish may wait for an acknowledgement before the API answers 503 [default: 5s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ack_timeout: Option<String>,
+    /// Memory cap per plugin instance in MiB [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_memory_mib: Option<usize>,
+    /// CPU deadline per plugin call, e.g. 100ms [default: 100ms].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_deadline: Option<String>,
+}
+
+impl DaemonArgs {
+    pub fn load(&self) -> Result<Config> {
+        Config::load(self.config.as_deref(), self)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +111,9 @@ enum PluginsCommand {
         /// Plugin folder.
         #[arg(long, env = "EVENTSIFT_PLUGINS", default_value = "target/plugins")]
         plugins: PathBuf,
+        /// Data directory; compiled plugins are cached in its `cache/`.
+        #[arg(long, env = "EVENTSIFT_DATA_DIR", default_value = "./eventsift-data")]
+        data_dir: PathBuf,
         #[command(flatten)]
         sandbox: SandboxArgs,
     },
@@ -87,21 +159,59 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => daemon(args.load()?, false),
+        Command::Api(args) => {
+            let config = args.load()?;
+            if config.kafka.is_none() {
+                eprintln!(
+                    "error: `eventsift api` needs --kafka (or EVENTSIFT_KAFKA, or `kafka` in the config \
+                     file): the API alone has no embedded log; use `eventsift serve` to run without Kafka"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            daemon(config, true)
+        }
         Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
-        Command::Plugins(PluginsCommand::List { plugins, sandbox }) => list(&plugins, &sandbox),
+        Command::Plugins(PluginsCommand::List {
+            plugins,
+            data_dir,
+            sandbox,
+        }) => list(&plugins, &data_dir.join("cache"), &sandbox),
     }
 }
 
-fn runtime(sandbox: &SandboxArgs) -> Result<std::sync::Arc<Runtime>> {
+/// Runs the daemon until SIGTERM/SIGINT.
+fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let plugins = crate::daemon::Plugins::start(&config)?;
+        let transport = crate::daemon::transport(&config)?;
+        tracing::info!(
+            transport = transport.name(),
+            plugins = %config.plugins.display(),
+            "eventsift {} starting",
+            if api_only { "api" } else { "serve" }
+        );
+        let api =
+            crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport).await?;
+        crate::daemon::shutdown_signal().await;
+        tracing::info!("shutting down");
+        api.stop().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runtime(sandbox: &SandboxArgs, cache_dir: Option<&Path>) -> Result<std::sync::Arc<Runtime>> {
     Runtime::new(RuntimeConfig {
         limits: sandbox.limits(),
-        cache_dir: None,
+        cache_dir: cache_dir.map(Path::to_path_buf),
     })
 }
 
 fn check(file: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
     let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let runtime = runtime(sandbox)?;
+    let runtime = runtime(sandbox, None)?;
     let plugin = LoadedPlugin::load(&runtime, file.to_path_buf(), &wasm)
         .with_context(|| format!("{} is not a valid eventsift plugin", file.display()))?;
     print!("{}", describe(&plugin, wasm.len()));
@@ -149,8 +259,8 @@ pub fn describe(plugin: &LoadedPlugin, bytes: usize) -> String {
     s
 }
 
-fn list(dir: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
-    let registry = Registry::new(runtime(sandbox)?, dir);
+fn list(dir: &Path, cache: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
+    let registry = Registry::new(runtime(sandbox, Some(cache))?, dir);
     let report = registry.sync();
     let snapshot = registry.snapshot();
     for p in snapshot.plugins() {

@@ -8,7 +8,7 @@
 //! - `kafka start|stop|status`, `hdfs start|stop|status`: the real services
 //!   (see [`services`]).
 
-mod services;
+use eventsift_services as services;
 #[path = "../../tests/artifacts/wasm_build.rs"]
 mod wasm_build;
 

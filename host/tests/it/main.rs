@@ -1,6 +1,8 @@
 //! Integration tests of the eventsift host. One binary (one link) with a
 //! module per area.
 
+mod api;
+mod crash;
 mod deploy;
 mod plugins;
 mod services;

@@ -10,6 +10,9 @@
 //! a killed run (a stale process is killed and its state wiped). State and
 //! logs live in `target/services/<name>/`; the jar cache in
 //! `$EVENTSIFT_CACHE` or `~/.cache/eventsift`.
+//!
+//! Used by `cargo xtask kafka|hdfs|test`, and by tests that need a broker of
+//! their own to stop and restart ([`PrivateKafka`]).
 
 use std::fs;
 use std::io::Read;
@@ -74,7 +77,7 @@ impl Service {
 }
 
 struct Paths {
-    /// `xtask/services/<name>`: pom and sources.
+    /// `tests/services/<name>`: pom and sources.
     source: PathBuf,
     /// Cached jars for this pom.
     libs: PathBuf,
@@ -84,7 +87,7 @@ struct Paths {
 
 impl Paths {
     fn new(root: &Path, service: Service) -> Result<Self> {
-        let source = root.join("xtask/services").join(service.name());
+        let source = root.join("tests/services").join(service.name());
         let pom = fs::read(source.join("pom.xml"))?;
         let libs = cache_dir()?
             .join(format!("{}-{:016x}", service.name(), fnv1a(&pom)))
@@ -334,6 +337,21 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> Result<boo
 }
 
 fn start_kafka(paths: &Paths) -> Result<()> {
+    let props = kafka_props(paths, KAFKA_PORT, KAFKA_CONTROLLER_PORT)?;
+    kafka_format(paths, &props)?;
+    let mut child = kafka_launch(paths, &props)?;
+    kafka_wait(paths, &mut child, KAFKA_PORT, true)
+}
+
+fn log4j_arg(paths: &Paths) -> String {
+    format!(
+        "-Dlog4j2.configurationFile={}",
+        paths.source.join("log4j2.properties").display()
+    )
+}
+
+/// Writes `server.properties` of a single-node KRaft broker.
+fn kafka_props(paths: &Paths, port: u16, controller_port: u16) -> Result<PathBuf> {
     let data = paths.state.join("data");
     let props = paths.state.join("server.properties");
     fs::write(
@@ -341,9 +359,9 @@ fn start_kafka(paths: &Paths) -> Result<()> {
         format!(
             "process.roles=broker,controller\n\
              node.id=1\n\
-             controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}\n\
-             listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}\n\
-             advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}\n\
+             controller.quorum.voters=1@127.0.0.1:{controller_port}\n\
+             listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}\n\
+             advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
              controller.listener.names=CONTROLLER\n\
              inter.broker.listener.name=PLAINTEXT\n\
              listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
@@ -363,11 +381,13 @@ fn start_kafka(paths: &Paths) -> Result<()> {
             data.display()
         ),
     )?;
+    Ok(props)
+}
+
+/// Formats the KRaft log directory of a new cluster.
+fn kafka_format(paths: &Paths, props: &Path) -> Result<()> {
     let cp = classpath(&[&paths.libs]);
-    let log4j = format!(
-        "-Dlog4j2.configurationFile={}",
-        paths.source.join("log4j2.properties").display()
-    );
+    let log4j = log4j_arg(paths);
     let cluster_id = {
         let out = java(paths, &cp)
             .args([&log4j, "kafka.tools.StorageTool", "random-uuid"])
@@ -383,7 +403,7 @@ fn start_kafka(paths: &Paths) -> Result<()> {
             &cluster_id,
             "-c",
         ])
-        .arg(&props)
+        .arg(props)
         .output()?;
     if !out.status.success() {
         bail!(
@@ -391,31 +411,46 @@ fn start_kafka(paths: &Paths) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let mut broker = java(paths, &cp);
+    Ok(())
+}
+
+fn kafka_launch(paths: &Paths, props: &Path) -> Result<Child> {
+    let mut broker = java(paths, &classpath(&[&paths.libs]));
     broker
-        .args(["-Xms256m", "-Xmx1g", &log4j, "kafka.Kafka"])
-        .arg(&props);
-    let mut child = spawn_detached(paths, broker)?;
+        .args(["-Xms256m", "-Xmx1g", &log4j_arg(paths), "kafka.Kafka"])
+        .arg(props);
+    spawn_detached(paths, broker)
+}
+
+/// Waits until the broker listens and answers metadata requests (by
+/// creating topic `events` when `create_events`).
+fn kafka_wait(paths: &Paths, child: &mut Child, port: u16, create_events: bool) -> Result<()> {
     wait_for(
-        "the broker to listen on 9092",
+        &format!("the broker to listen on {port}"),
         Duration::from_secs(90),
         || {
-            check_alive(&mut child, paths)?;
-            Ok(port_open(KAFKA_PORT))
+            check_alive(child, paths)?;
+            Ok(port_open(port))
         },
     )?;
+    if !create_events {
+        return Ok(());
+    }
+    let cp = classpath(&[&paths.libs]);
+    let log4j = log4j_arg(paths);
+    let bootstrap = format!("127.0.0.1:{port}");
     // Creating the topic proves the broker answers metadata requests.
     wait_for(
         "the broker to create topic `events`",
         Duration::from_secs(90),
         || {
-            check_alive(&mut child, paths)?;
+            check_alive(child, paths)?;
             let out = java(paths, &cp)
                 .args([
                     &log4j,
                     "org.apache.kafka.tools.TopicCommand",
                     "--bootstrap-server",
-                    KAFKA_BOOTSTRAP,
+                    &bootstrap,
                 ])
                 .args([
                     "--create",
@@ -430,6 +465,70 @@ fn start_kafka(paths: &Paths) -> Result<()> {
             Ok(out.status.success())
         },
     )
+}
+
+/// A broker of a test's own, on free ports, that the test may kill and
+/// restart (same ports, same data) to see how eventsift copes.
+pub struct PrivateKafka {
+    paths: Paths,
+    props: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateKafka {
+    /// Starts a fresh single-node cluster with its state in `state`.
+    /// `root` is the workspace root (for the pom and the jar cache).
+    pub fn start(root: &Path, state: &Path) -> Result<Self> {
+        let mut paths = Paths::new(root, Service::Kafka)?;
+        paths.state = state.to_path_buf();
+        fetch(&paths)?;
+        fs::create_dir_all(&paths.state)?;
+        let (port, controller_port) = (free_port()?, free_port()?);
+        let props = kafka_props(&paths, port, controller_port)?;
+        kafka_format(&paths, &props)?;
+        let mut broker = PrivateKafka {
+            paths,
+            props,
+            port,
+            child: None,
+        };
+        broker.restart()?;
+        Ok(broker)
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (SIGKILL) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same ports and data.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let mut child = kafka_launch(&self.paths, &self.props)?;
+        let ready = kafka_wait(&self.paths, &mut child, self.port, false);
+        self.child = Some(child);
+        ready
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn start_hdfs(paths: &Paths) -> Result<()> {

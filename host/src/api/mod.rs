@@ -1,0 +1,316 @@
+//! The HTTP event API (axum). Each loaded plugin's route (hot-reloaded),
+//! `POST /events/{event_type}`, `GET /healthz`, `GET /metrics` and
+//! `GET /plugins`. An event is validated by its plugin, wrapped in an
+//! [`envelope`] and published; the reply waits for the transport's
+//! acknowledgement, so every 2xx is durable. Bad input gets a 4xx with a
+//! JSON `{"error": ...}`; nothing that got a 4xx is published.
+
+pub mod envelope;
+pub mod metrics;
+mod routes;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::plugin::{LoadedPlugin, Registry, Validated};
+use crate::transport::{AnyTransport, PublishError, Transport};
+use envelope::RequestMeta;
+
+pub use routes::RouteTable;
+
+/// `X-Event-Id`, on every 2xx reply.
+pub const EVENT_ID_HEADER: HeaderName = HeaderName::from_static("x-event-id");
+
+/// What the handlers share.
+pub struct ApiState {
+    pub registry: Arc<Registry>,
+    pub transport: Arc<AnyTransport>,
+    pub max_body_bytes: usize,
+    routes: RouteTable,
+    metrics: ::metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl ApiState {
+    pub fn new(
+        registry: Arc<Registry>,
+        transport: Arc<AnyTransport>,
+        max_body_bytes: usize,
+    ) -> Arc<Self> {
+        Arc::new(ApiState {
+            registry,
+            transport,
+            max_body_bytes,
+            routes: RouteTable::default(),
+            metrics: metrics::handle(),
+        })
+    }
+}
+
+/// The API's router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(render_metrics))
+        .route("/plugins", get(list_plugins))
+        .route("/events/{event_type}", post(post_event))
+        .fallback(plugin_route)
+        .with_state(state)
+}
+
+/// An error reply: status and `{"error": message}`.
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    /// Label for the rejections metric.
+    reason: &'static str,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            reason,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = String::with_capacity(self.message.len() + 16);
+        body.push_str("{\"error\":");
+        envelope::push_str(&mut body, &self.message);
+        body.push('}');
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn count_request(route: &str, status: StatusCode) {
+    ::metrics::counter!(metrics::REQUESTS, "route" => route.to_owned(), "status" => status.as_u16().to_string())
+        .increment(1);
+}
+
+fn finish(route: &str, result: Result<Response, ApiError>) -> Response {
+    let response = match result {
+        Ok(r) => r,
+        Err(e) => {
+            ::metrics::counter!(metrics::REJECTED, "reason" => e.reason).increment(1);
+            e.into_response()
+        }
+    };
+    count_request(route, response.status());
+    response
+}
+
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    let ok = state.transport.healthy().await;
+    let (status, text) = if ok {
+        (StatusCode::OK, "ok\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} transport is not writable\n", state.transport.name()),
+        )
+    };
+    count_request("/healthz", status);
+    (status, text).into_response()
+}
+
+async fn render_metrics(State(state): State<Arc<ApiState>>) -> Response {
+    ::metrics::gauge!(metrics::PLUGINS_LOADED).set(state.registry.snapshot().len() as f64);
+    count_request("/metrics", StatusCode::OK);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(serde::Serialize)]
+struct PluginView<'a> {
+    name: &'a str,
+    version: &'a str,
+    event_type: &'a str,
+    table: &'a str,
+    route: Option<String>,
+    source: String,
+    loaded_at: String,
+}
+
+async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
+    let snapshot = state.registry.snapshot();
+    let views: Vec<PluginView<'_>> = snapshot
+        .plugins()
+        .map(|p| PluginView {
+            name: &p.meta.name,
+            version: &p.meta.version,
+            event_type: &p.meta.event_type,
+            table: &p.meta.table,
+            route: p.meta.route.as_ref().map(|r| r.to_string()),
+            source: p.source.display().to_string(),
+            loaded_at: humantime::format_rfc3339_millis(p.loaded_at).to_string(),
+        })
+        .collect();
+    count_request("/plugins", StatusCode::OK);
+    axum::Json(views).into_response()
+}
+
+/// `POST /events/{event_type}` with a JSON object body.
+async fn post_event(
+    State(state): State<Arc<ApiState>>,
+    Path(event_type): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    const ROUTE: &str = "/events/{event_type}";
+    let result = async {
+        let plugin = state.registry.get(&event_type).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_event_type",
+                format!("no plugin owns event type {event_type:?}"),
+            )
+        })?;
+        let body = read_body(&state, body).await?;
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "the body is not valid UTF-8",
+            )
+        })?;
+        let (event_id, _reply) = accept(&state, &plugin, text, &headers).await?;
+        let mut body = String::with_capacity(52);
+        body.push_str("{\"event_id\":\"");
+        body.push_str(&event_id);
+        body.push_str("\"}");
+        Ok(ok_response(&event_id, "application/json", body))
+    }
+    .await;
+    finish(ROUTE, result)
+}
+
+/// Every other request: a plugin's route, or 404.
+async fn plugin_route(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let snapshot = state.registry.snapshot();
+    let table = state.routes.current(&snapshot);
+    let Some(found) = table.find(&method, uri.path()) else {
+        let e = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("no route for {method} {}", uri.path()),
+        );
+        return finish("unmatched", Err(e));
+    };
+    let label = found.label.clone();
+    let result = async {
+        let fields = found
+            .fields()
+            .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "validation", why))?;
+        let (event_id, reply) = accept(&state, &found.plugin, &fields, &headers).await?;
+        Ok(ok_response(&event_id, "text/plain; charset=utf-8", reply))
+    }
+    .await;
+    finish(&label, result)
+}
+
+fn ok_response(event_id: &str, content_type: &'static str, body: String) -> Response {
+    let mut response =
+        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Ok(v) = HeaderValue::from_str(event_id) {
+        response.headers_mut().insert(EVENT_ID_HEADER, v);
+    }
+    response
+}
+
+async fn read_body(state: &ApiState, body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {} bytes", state.max_body_bytes),
+            )
+        })
+}
+
+/// Validates with the plugin, builds the envelope, publishes and waits for
+/// the acknowledgement. Returns the event id and the reply text.
+async fn accept(
+    state: &ApiState,
+    plugin: &LoadedPlugin,
+    fields: &str,
+    headers: &HeaderMap,
+) -> Result<(String, String), ApiError> {
+    let (fields, reply) = match plugin.validate(fields) {
+        Validated::Accepted { fields, reply } => (fields, reply),
+        Validated::Rejected(reason) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", reason));
+        }
+    };
+    let header = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+    };
+    let (host, user_agent, accept) = (
+        header(header::HOST),
+        header(header::USER_AGENT),
+        header(header::ACCEPT),
+    );
+    let meta = RequestMeta {
+        host: host.as_deref(),
+        user_agent: user_agent.as_deref(),
+        accept: accept.as_deref(),
+    };
+    let event_id = uuid::Uuid::now_v7();
+    let envelope = envelope::build(
+        &event_id,
+        &plugin.meta.event_type,
+        &plugin.meta.version,
+        SystemTime::now(),
+        &meta,
+        &fields,
+    );
+    let started = Instant::now();
+    let published = state
+        .transport
+        .publish(meta.host.unwrap_or("").as_bytes(), envelope.into_bytes())
+        .await;
+    ::metrics::histogram!(metrics::PUBLISH_LATENCY).record(started.elapsed().as_secs_f64());
+    match published {
+        Ok(_) => {
+            ::metrics::counter!(metrics::PUBLISHED, "event_type" => plugin.meta.event_type.clone())
+                .increment(1);
+            Ok((event_id.hyphenated().to_string(), reply))
+        }
+        Err(PublishError::TooLarge(n)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the event is too large to publish ({n} bytes)"),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_acknowledged",
+            format!("the event was not acknowledged ({e}); retry later"),
+        )),
+    }
+}

@@ -1,0 +1,160 @@
+//! Daemon configuration: defaults, then a TOML file (`--config`), then
+//! `EVENTSIFT_*` environment variables, then flags (each overriding the one
+//! before). Unknown keys in the file are an error naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `serve`, `api` and `writer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Plugin folder, watched for drop-ins.
+    pub plugins: PathBuf,
+    /// Kafka bootstrap servers; without them `serve` uses the embedded log.
+    pub kafka: Option<String>,
+    /// Kafka topic of the event envelopes.
+    pub topic: String,
+    /// Data directory: embedded log in `log/`, plugin cache in `cache/`.
+    pub data_dir: PathBuf,
+    /// Where tables are written: a local path or `hdfs://host:port/path`.
+    pub warehouse: String,
+    /// How often the writer commits files.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a publish may wait for the transport's acknowledgement
+    /// before the API answers 503.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// Memory cap per plugin instance, in MiB.
+    pub plugin_memory_mib: usize,
+    /// CPU deadline per plugin call.
+    #[serde(with = "humantime_serde")]
+    pub plugin_deadline: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
+            plugins: PathBuf::from("target/plugins"),
+            kafka: None,
+            topic: "events".into(),
+            data_dir: PathBuf::from("./eventsift-data"),
+            warehouse: "./warehouse".into(),
+            flush_interval: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            ack_timeout: Duration::from_secs(5),
+            plugin_memory_mib: 64,
+            plugin_deadline: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Keys settable through `EVENTSIFT_<KEY>` (upper case).
+const KEYS: &[&str] = &[
+    "listen",
+    "plugins",
+    "kafka",
+    "topic",
+    "data_dir",
+    "warehouse",
+    "flush_interval",
+    "max_body_bytes",
+    "ack_timeout",
+    "plugin_memory_mib",
+    "plugin_deadline",
+];
+
+impl Config {
+    /// Merges the sources. `flags` holds only the settings given on the
+    /// command line (serialized without the unset ones).
+    pub fn load(file: Option<&Path>, flags: impl Serialize) -> Result<Config, figment::Error> {
+        Self::load_with_env(file, flags, Env::prefixed("EVENTSIFT_").only(KEYS))
+    }
+
+    fn load_with_env(
+        file: Option<&Path>,
+        flags: impl Serialize,
+        env: Env,
+    ) -> Result<Config, figment::Error> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(env)
+            .merge(Serialized::defaults(flags))
+            .extract()
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    }
+
+    #[test]
+    fn precedence_is_flag_env_file_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "topic = \"from-file\"\nwarehouse = \"hdfs://nn:8020/w\"\nflush_interval = \"1s\"",
+            )?;
+            jail.set_env("EVENTSIFT_TOPIC", "from-env");
+            jail.set_env("EVENTSIFT_WAREHOUSE", "from-env-wh");
+            let env = || Env::prefixed("EVENTSIFT_").only(KEYS);
+            let c = Config::load_with_env(
+                Some(Path::new("c.toml")),
+                Flags {
+                    topic: Some("from-flag".into()),
+                },
+                env(),
+            )?;
+            assert_eq!(c.topic, "from-flag");
+            assert_eq!(c.warehouse, "from-env-wh");
+            assert_eq!(c.flush_interval, Duration::from_secs(1));
+            assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 5000)));
+            let c = Config::load_with_env(Some(Path::new("c.toml")), Flags::default(), env())?;
+            assert_eq!(c.topic, "from-env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "topic = \"t\"\nflush_intervall = \"1s\"")?;
+            let err = Config::load(Some(Path::new("c.toml")), Flags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("unknown field: found `flush_intervall`"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+}
