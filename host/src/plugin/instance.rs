@@ -547,10 +547,12 @@ fn check_text(t: &TextValues) -> Result<(), String> {
 }
 
 fn check_fields_json(fields: &str) -> Result<(), String> {
-    match serde_json::from_str::<serde_json::Value>(fields) {
-        Ok(serde_json::Value::Object(_)) => Ok(()),
-        _ => Err("validate() returned fields that are not a JSON object".into()),
-    }
+    use serde::Deserializer as _;
+    // A JSON object, checked without building it.
+    let mut de = serde_json::Deserializer::from_str(fields);
+    de.deserialize_map(serde::de::IgnoredAny)
+        .and_then(|_| de.end())
+        .map_err(|_| "validate() returned fields that are not a JSON object".to_owned())
 }
 
 /// Appends a sub-batch result (indices relative to `offset`) to `out`.

@@ -33,10 +33,20 @@ impl Watcher {
             .name("plugin-watcher".into())
             .spawn(move || {
                 let (tx, rx) = mpsc::channel();
-                let mut watcher = notify::recommended_watcher(move |_ev| {
-                    let _ = tx.send(());
-                })
-                .ok();
+                let mut watcher =
+                    notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+                        // Only changes matter: reacting to access events would let
+                        // our own directory listing wake us up again, forever.
+                        if ev.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
+                            let _ = tx.send(());
+                        }
+                    })
+                    .map_err(|e| {
+                        tracing::warn!(
+                            "cannot watch the plugin folder ({e}); polling it every {IDLE_POLL:?}"
+                        )
+                    })
+                    .ok();
                 let mut watching = false;
                 let mut pending = first.pending;
                 while !stopped.load(Ordering::Relaxed) {
@@ -44,8 +54,16 @@ impl Watcher {
                         watching = w.watch(registry.dir(), RecursiveMode::NonRecursive).is_ok();
                     }
                     let wait = if pending { SETTLE_POLL } else { IDLE_POLL };
-                    let _ = rx.recv_timeout(wait);
-                    while rx.try_recv().is_ok() {}
+                    match rx.recv_timeout(wait) {
+                        Ok(()) => {
+                            // Let a burst of changes (a copy in progress) settle.
+                            std::thread::sleep(SETTLE_POLL / 2);
+                            while rx.try_recv().is_ok() {}
+                        }
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // No watcher: poll.
+                        Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+                    }
                     if stopped.load(Ordering::Relaxed) {
                         break;
                     }
