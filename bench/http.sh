@@ -27,6 +27,8 @@ run() { # name port -- one server at a time, so the others take no CPU
     wrk -t1 -c"$conns" -d5s -s bench/seed.lua "http://127.0.0.1:$2" >/dev/null
     echo "== $1: wrk -t1 -c$conns -d${secs}s, seed mix"
     wrk -t1 -c"$conns" -d"${secs}s" --latency -s bench/seed.lua "http://127.0.0.1:$2" | grep -E "Requests/sec|Non-2xx| 50%| 90%| 99%|Latency  "
+    echo "== $1: wrk -t1 -c512 -d${secs}s, seed mix (many users)"
+    wrk -t1 -c512 -d"${secs}s" --latency -s bench/seed.lua "http://127.0.0.1:$2" | grep -E "Requests/sec|Non-2xx| 50%| 99%"
     echo "-- $1: oha -q 10000 -z ${secs}s, POST /purchase_a_sword/red/1"
     oha --no-tui -q 10000 -z "${secs}s" -c 32 -m POST -H "Host: user1.comcast.com" \
         "http://127.0.0.1:$2/purchase_a_sword/red/1" | grep -E "Requests/sec|50.00%|99.00%|99.90%|^ +\[[0-9]+\]"

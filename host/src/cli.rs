@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -125,16 +124,16 @@ pub struct SandboxArgs {
     /// Memory cap per plugin instance, in MiB.
     #[arg(long, env = "EVENTSIFT_PLUGIN_MEMORY_MIB", default_value_t = 64)]
     pub plugin_memory_mib: usize,
-    /// CPU deadline per plugin call (a batch), in milliseconds.
-    #[arg(long, env = "EVENTSIFT_PLUGIN_DEADLINE_MS", default_value_t = 100)]
-    pub plugin_deadline_ms: u64,
+    /// CPU deadline per plugin call (a batch), e.g. 100ms.
+    #[arg(long, env = "EVENTSIFT_PLUGIN_DEADLINE", default_value = "100ms")]
+    pub plugin_deadline: humantime::Duration,
 }
 
 impl SandboxArgs {
     pub fn limits(&self) -> Limits {
         Limits {
             memory_bytes: self.plugin_memory_mib << 20,
-            deadline: Duration::from_millis(self.plugin_deadline_ms),
+            deadline: *self.plugin_deadline,
         }
     }
 }
