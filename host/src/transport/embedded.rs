@@ -39,6 +39,15 @@ pub enum LogError {
     Storage { path: PathBuf, message: String },
 }
 
+impl LogError {
+    fn storage(path: &Path, e: &dyn std::fmt::Display) -> Self {
+        LogError::Storage {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -66,10 +75,7 @@ impl EmbeddedLog {
     /// Opens (or creates) the log in `dir` and starts its committer thread.
     pub fn open(dir: &Path) -> Result<Arc<Self>, LogError> {
         let path = dir.to_path_buf();
-        let storage = |e: &dyn std::fmt::Display| LogError::Storage {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+        let storage = |e: &dyn std::fmt::Display| LogError::storage(&path, e);
         std::fs::create_dir_all(dir).map_err(|e| storage(&e))?;
         let keyspace = Config::new(dir).open().map_err(|e| storage(&e))?;
         let records = keyspace
@@ -138,10 +144,7 @@ impl EmbeddedLog {
 
     /// Up to `max` records from `from` on, in offset order.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, LogError> {
-        let storage = |e: &dyn std::fmt::Display| LogError::Storage {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
+        let storage = |e: &dyn std::fmt::Display| LogError::storage(&self.path, e);
         let mut out = Vec::with_capacity(max.min(4096));
         for entry in self.records.range(from.to_be_bytes()..).take(max) {
             let (k, v) = entry.map_err(|e| storage(&e))?;
@@ -163,10 +166,7 @@ impl EmbeddedLog {
     /// Drops every record below `offset` (the writer committed them). The
     /// last record is always kept, so offsets continue after a restart.
     pub fn truncate_below(&self, offset: u64) -> Result<(), LogError> {
-        let storage = |e: &dyn std::fmt::Display| LogError::Storage {
-            path: self.path.clone(),
-            message: e.to_string(),
-        };
+        let storage = |e: &dyn std::fmt::Display| LogError::storage(&self.path, e);
         let keep_from = offset.min(self.end_offset().saturating_sub(1));
         let mut batch = self.keyspace.batch();
         for entry in self.records.range(..keep_from.to_be_bytes()) {

@@ -33,7 +33,7 @@ struct TestApi {
 }
 
 enum Kind {
-    Kafka { topic: String },
+    Kafka { brokers: String, topic: String },
     Embedded,
 }
 
@@ -60,9 +60,9 @@ impl TestApi {
             ..Config::default()
         };
         let transport = Arc::new(match kind {
-            Kind::Kafka { topic } => AnyTransport::Kafka(
+            Kind::Kafka { brokers, topic } => AnyTransport::Kafka(
                 KafkaTransport::new(&KafkaConfig {
-                    brokers: kafka_bootstrap(),
+                    brokers: brokers.clone(),
                     topic: topic.clone(),
                     ack_timeout: config.ack_timeout,
                 })
@@ -98,12 +98,11 @@ impl TestApi {
     /// An API on Kafka with the seed's plugins, publishing to a new topic.
     fn kafka(prefix: &str) -> (TestApi, String) {
         let topic = unique(prefix);
-        let (api, _) = TestApi::start(
-            &Kind::Kafka {
-                topic: topic.clone(),
-            },
-            SEED_PLUGINS,
-        );
+        let kind = Kind::Kafka {
+            brokers: kafka_bootstrap(),
+            topic: topic.clone(),
+        };
+        let (api, _) = TestApi::start(&kind, SEED_PLUGINS);
         (api, topic)
     }
 
@@ -614,62 +613,13 @@ fn broker_down_gives_503_and_the_api_recovers() {
         .unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut broker = eventsift_services::PrivateKafka::start(root, state.path()).unwrap();
-    let topic = unique("outage");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let plugins = tempfile::tempdir().unwrap();
-    drop_in(plugins.path(), "guild.wasm", artifacts::GUILD, SETTLED);
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        plugins: plugins.path().to_path_buf(),
-        ack_timeout: Duration::from_secs(2),
-        ..Config::default()
+    let kind = Kind::Kafka {
+        brokers: broker.bootstrap(),
+        topic: unique("outage"),
     };
-    let transport = Arc::new(AnyTransport::Kafka(
-        KafkaTransport::new(&KafkaConfig {
-            brokers: broker.bootstrap(),
-            topic,
-            ack_timeout: config.ack_timeout,
-        })
-        .unwrap(),
-    ));
-    let registry = Registry::new(
-        Runtime::new(RuntimeConfig::default()).unwrap(),
-        plugins.path(),
-    );
-    registry.sync();
-    let api = rt
-        .block_on(RunningApi::start(&config, registry, transport))
-        .unwrap();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let base = format!("http://{}", api.addr);
-    let send = |path: &str| {
-        rt.block_on(async {
-            http.post(format!("{base}{path}"))
-                .header("Host", "u1")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
-    let health = || {
-        rt.block_on(async {
-            http.get(format!("{base}/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
+    let (api, _) = TestApi::start(&kind, &["guild.wasm"]);
+    let send = |path: &str| api.send("POST", path, Some("u1"), None).0;
+    let health = || api.send("GET", "/healthz", None, None).0;
 
     wait_until("a first acknowledged event", || send("/guild/join") == 200);
     assert_eq!(health(), 200);
@@ -690,5 +640,4 @@ fn broker_down_gives_503_and_the_api_recovers() {
     broker.restart().unwrap();
     wait_until("the API to recover", || send("/guild/leave") == 200);
     assert_eq!(health(), 200);
-    rt.block_on(api.stop()).unwrap();
 }
