@@ -29,6 +29,9 @@ enum Command {
     Serve(DaemonArgs),
     /// Run the HTTP API alone, publishing to Kafka (--kafka is required).
     Api(DaemonArgs),
+    /// Run the writer alone: Kafka (--kafka is required) -> plugins -> Parquet
+    /// tables in --warehouse; serves /healthz and /metrics on --listen.
+    Writer(DaemonArgs),
     /// Inspect event-type plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -87,6 +90,26 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_deadline: Option<String>,
+    /// Writer: Kafka consumer group [default: eventsift-writer].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Writer: how long an event whose type has no plugin waits for one before
+    /// it goes to rejected_events [default: 30s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_wait: Option<String>,
+    /// Writer: cap on buffered, uncommitted Parquet bytes in MiB; reaching it
+    /// commits early and pauses consumption meanwhile, so memory stays bounded
+    /// [default: 256].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_buffer_mib: Option<usize>,
+    /// Writer: rows per source partition after which files are committed
+    /// early [default: 1000000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_file_rows: Option<u64>,
 }
 
 impl DaemonArgs {
@@ -170,6 +193,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             daemon(config, true)
         }
+        Command::Writer(args) => {
+            let config = args.load()?;
+            if config.kafka.is_none() {
+                eprintln!(
+                    "error: `eventsift writer` needs --kafka (or EVENTSIFT_KAFKA, or `kafka` in the config \
+                     file); `eventsift serve` runs the writer on the embedded log"
+                );
+                return Ok(ExitCode::from(2));
+            }
+            writer_only(config)
+        }
         Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
         Command::Plugins(PluginsCommand::List {
             plugins,
@@ -191,11 +225,46 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
             "eventsift {} starting",
             if api_only { "api" } else { "serve" }
         );
+        let writer = if api_only {
+            None
+        } else {
+            // Off the async threads: opening a warehouse blocks.
+            let (c, t, r) = (config.clone(), transport.clone(), plugins.registry.clone());
+            Some(
+                tokio::task::spawn_blocking(move || crate::daemon::start_writer(&c, &t, r))
+                    .await??,
+            )
+        };
         let api =
             crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport).await?;
         crate::daemon::shutdown_signal().await;
         tracing::info!("shutting down");
         api.stop().await?;
+        if let Some(writer) = writer {
+            tokio::task::spawn_blocking(move || writer.stop()).await??;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the writer alone until SIGTERM/SIGINT, with `/healthz` and `/metrics`.
+fn writer_only(config: Config) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let plugins = crate::daemon::Plugins::start(&config)?;
+        let (c, r) = (config.clone(), plugins.registry.clone());
+        let started =
+            tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r)).await??;
+        let writer = std::sync::Arc::new(std::sync::Mutex::new(Some(started)));
+        let http = crate::daemon::WriterHttp::start(config.listen, writer.clone()).await?;
+        crate::daemon::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let taken = writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = taken {
+            tokio::task::spawn_blocking(move || w.stop()).await??;
+        }
+        http.stop().await;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

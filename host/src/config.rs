@@ -40,6 +40,17 @@ pub struct Config {
     /// CPU deadline per plugin call.
     #[serde(with = "humantime_serde")]
     pub plugin_deadline: Duration,
+    /// Kafka consumer group of the writer.
+    pub group: String,
+    /// How long the writer holds an event whose type has no plugin yet
+    /// before it goes to `rejected_events`.
+    #[serde(with = "humantime_serde")]
+    pub plugin_wait: Duration,
+    /// Cap on the writer's buffered (encoded, uncommitted) bytes, in MiB:
+    /// reaching it commits early, and consumption pauses while it commits.
+    pub max_buffer_mib: usize,
+    /// Rows per source partition after which the writer commits early.
+    pub max_file_rows: u64,
 }
 
 impl Default for Config {
@@ -56,6 +67,10 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(5),
             plugin_memory_mib: 64,
             plugin_deadline: Duration::from_millis(100),
+            group: "eventsift-writer".into(),
+            plugin_wait: Duration::from_secs(30),
+            max_buffer_mib: 256,
+            max_file_rows: 1_000_000,
         }
     }
 }
@@ -73,6 +88,10 @@ const KEYS: &[&str] = &[
     "ack_timeout",
     "plugin_memory_mib",
     "plugin_deadline",
+    "group",
+    "plugin_wait",
+    "max_buffer_mib",
+    "max_file_rows",
 ];
 
 impl Config {

@@ -17,6 +17,9 @@ use crate::plugin::{Registry, Runtime, RuntimeConfig};
 use crate::transport::embedded::EmbeddedLog;
 use crate::transport::kafka::{KafkaConfig, KafkaTransport};
 use crate::transport::{AnyTransport, Transport};
+use crate::writer::sink::SinkLimits;
+use crate::writer::source::KafkaSourceConfig;
+use crate::writer::{Input, Writer, WriterConfig};
 
 /// The plugin registry of a daemon, loaded and watched.
 pub struct Plugins {
@@ -53,6 +56,140 @@ pub fn transport(config: &Config) -> Result<Arc<AnyTransport>> {
         })?),
         None => AnyTransport::Embedded(EmbeddedLog::open(&config.log_dir())?),
     }))
+}
+
+/// The writer's settings from the daemon configuration.
+pub fn writer_config(config: &Config) -> WriterConfig {
+    WriterConfig {
+        warehouse: config.warehouse.clone(),
+        limits: SinkLimits {
+            flush_interval: config.flush_interval,
+            max_file_rows: config.max_file_rows,
+            max_buffer_bytes: config.max_buffer_mib << 20,
+        },
+        plugin_wait: config.plugin_wait,
+        // The API accepts bodies up to max_body_bytes; leave room for the envelope.
+        max_record_bytes: config.max_body_bytes + (64 << 10),
+    }
+}
+
+/// Starts the writer of `serve`: on the embedded log the API appends to, or
+/// on Kafka.
+pub fn start_writer(
+    config: &Config,
+    transport: &AnyTransport,
+    registry: Arc<Registry>,
+) -> Result<Writer> {
+    match transport {
+        AnyTransport::Embedded(log) => Writer::start(
+            writer_config(config),
+            Input::Embedded(log.clone()),
+            registry,
+        ),
+        AnyTransport::Kafka(_) => start_writer_kafka(config, registry),
+    }
+}
+
+/// Starts a writer on Kafka (`config.kafka` must be set).
+pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Writer> {
+    let brokers = config
+        .kafka
+        .clone()
+        .context("the writer needs Kafka brokers")?;
+    Writer::start(
+        writer_config(config),
+        Input::Kafka(KafkaSourceConfig {
+            brokers,
+            topic: config.topic.clone(),
+            group: config.group.clone(),
+        }),
+        registry,
+    )
+}
+
+/// `/healthz` and `/metrics` of a writer running alone.
+pub struct WriterHttp {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+type SharedWriter = Arc<std::sync::Mutex<Option<Writer>>>;
+
+impl WriterHttp {
+    pub async fn start(listen: SocketAddr, writer: SharedWriter) -> Result<Self> {
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::routing::get;
+
+        async fn healthz(
+            State(w): State<SharedWriter>,
+        ) -> (StatusCode, axum::Json<serde_json::Value>) {
+            let guard = w.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(w) = guard.as_ref() else {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(serde_json::json!({"status": "stopping"})),
+                );
+            };
+            let committed = w
+                .status
+                .committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let lag = w
+                .status
+                .lag
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let body = serde_json::json!({
+                "status": if w.is_running() { "ok" } else { "stopped" },
+                "committed": committed,
+                "lag": lag,
+            });
+            let code = if w.is_running() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, axum::Json(body))
+        }
+        async fn metrics_text() -> String {
+            api::metrics::handle().render()
+        }
+
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let app = axum::Router::new()
+            .route("/healthz", get(healthz))
+            .route("/metrics", get(metrics_text))
+            .with_state(writer);
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+        });
+        tracing::info!("writer HTTP listening on http://{addr}");
+        Ok(WriterHttp {
+            addr,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
 }
 
 /// A running API server.

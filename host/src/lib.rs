@@ -4,6 +4,7 @@
 //!   hot-reloading registry).
 //! - [`api`]: the HTTP event API.
 //! - [`transport`]: Kafka or the embedded log, behind one trait.
+//! - [`writer`]: the stream writer: plugins -> Arrow -> Parquet, exactly once.
 //! - [`config`]: configuration from flags, environment and file.
 //! - [`daemon`]: wiring and graceful shutdown.
 //! - [`cli`]: the `eventsift` command line.
@@ -14,3 +15,4 @@ pub mod config;
 pub mod daemon;
 pub mod plugin;
 pub mod transport;
+pub mod writer;

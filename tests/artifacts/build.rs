@@ -20,6 +20,7 @@ const PACKAGES: &[&str] = &[
     "fixture-fs",
     "fixture-sword_v2",
     "fixture-incompatible",
+    "fixture-sword_v3_bad",
 ];
 
 fn main() {

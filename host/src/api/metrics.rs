@@ -25,6 +25,13 @@ pub fn handle() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(crate::writer::metrics::COMMIT_SECONDS.into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ],
+                )
+                .expect("static bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // A recorder installed earlier in this process (tests) keeps serving.

@@ -221,6 +221,38 @@ impl PluginMeta {
     }
 }
 
+/// Whether a table may go from `old` columns to `new` ones with files of
+/// both in one folder: new columns must be nullable; a kept column keeps its
+/// type; a non-null column is never dropped.
+pub fn check_schema_change(old: &[ColumnSpec], new: &[ColumnSpec]) -> Result<(), String> {
+    for o in old {
+        match new.iter().find(|n| n.name == o.name) {
+            Some(n) if n.kind != o.kind => {
+                return Err(format!(
+                    "column {:?} changes type from {} to {}",
+                    o.name,
+                    o.kind.as_str(),
+                    n.kind.as_str()
+                ));
+            }
+            Some(_) => {}
+            None if !o.nullable => {
+                return Err(format!("non-null column {:?} is dropped", o.name));
+            }
+            None => {}
+        }
+    }
+    for n in new {
+        if !n.nullable && !old.iter().any(|o| o.name == n.name) {
+            return Err(format!(
+                "new column {:?} is not nullable (older files have no value for it)",
+                n.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `[a-z_][a-z0-9_]*` (with `-` too when `dash`), at most 64 bytes.
 fn check_ident(what: &str, s: &str, dash: bool) -> Result<(), LoadError> {
     let ok = !s.is_empty()

@@ -12,13 +12,18 @@
 //! - a plugin claiming an event type, table or route that another file's
 //!   plugin owns is refused, naming both files; files are visited in name
 //!   order, so the first claim wins at startup too;
-//! - a removed file unloads its plugin.
+//! - a removed file unloads its plugin;
+//! - a new version of a table's plugin may add nullable columns; a type
+//!   change or a dropped or added non-null column is refused (old files
+//!   and new ones must stay readable together). The registry remembers each
+//!   table's last columns for the life of the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use super::contract::ColumnSpec;
 use super::engine::Runtime;
 use super::instance::LoadedPlugin;
 
@@ -98,6 +103,8 @@ pub struct Registry {
     runtime: Arc<Runtime>,
     dir: PathBuf,
     files: Mutex<BTreeMap<PathBuf, FileState>>,
+    /// Last loaded columns of each table.
+    tables: Mutex<HashMap<String, Vec<ColumnSpec>>>,
     snapshot: RwLock<Arc<Snapshot>>,
 }
 
@@ -109,6 +116,7 @@ impl Registry {
             runtime,
             dir: dir.into(),
             files: Mutex::new(BTreeMap::new()),
+            tables: Mutex::new(HashMap::new()),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
         })
     }
@@ -201,10 +209,28 @@ impl Registry {
             let previous = state.loaded.clone();
             let result = LoadedPlugin::load(&self.runtime, path.clone(), &wasm)
                 .map_err(|e| e.to_string())
-                .and_then(|p| conflict(&plugins, previous.as_deref(), &p).map(|()| p));
+                .and_then(|p| conflict(&plugins, previous.as_deref(), &p).map(|()| p))
+                .and_then(|p| {
+                    let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+                    match tables.get(&p.meta.table) {
+                        Some(old) => super::contract::check_schema_change(old, &p.meta.columns)
+                            .map_err(|why| {
+                                format!(
+                                    "{} {} changes table {:?} incompatibly: {why}",
+                                    p.meta.name, p.meta.version, p.meta.table
+                                )
+                            })
+                            .map(|()| p),
+                        None => Ok(p),
+                    }
+                });
             match result {
                 Ok(plugin) => {
                     let plugin = Arc::new(plugin);
+                    self.tables
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(plugin.meta.table.clone(), plugin.meta.columns.clone());
                     if let Some(prev) = &previous {
                         plugins.remove(&prev.meta.event_type);
                     }

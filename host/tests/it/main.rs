@@ -7,3 +7,4 @@ mod deploy;
 mod plugins;
 mod services;
 mod support;
+mod writer;

@@ -1,0 +1,328 @@
+//! From records to table batches: decode each envelope, route it by
+//! `event_type` to its plugin's batch call, and build the Arrow batches of
+//! each table (split by UTC day) and of `rejected_events`.
+//!
+//! Every record of a chunk ends up in exactly one place: a row of its
+//! plugin's table or a row of `rejected_events` with the reason.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::{BooleanArray, RecordBatch};
+use arrow_schema::SchemaRef;
+
+use super::source::Chunk;
+use super::table::{self, Decoded, RejectedRows, Rejection, RowSource, Stage};
+use crate::plugin::{Batch, LoadedPlugin, Registry, RejectStage};
+
+/// Rows for one table and one day.
+#[derive(Debug)]
+pub struct TableBatch {
+    pub table: Arc<str>,
+    pub day: i32,
+    pub batch: RecordBatch,
+}
+
+/// Time spent per stage (for the benchmark's breakdown).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RouteTimes {
+    pub decode: Duration,
+    pub plugins: Duration,
+    pub arrow: Duration,
+}
+
+pub struct Router {
+    registry: Arc<Registry>,
+    plugin_wait: Duration,
+    max_record_bytes: usize,
+    /// When each unknown event type was first seen without a plugin.
+    unknown_since: HashMap<String, Instant>,
+    schemas: HashMap<usize, (Arc<LoadedPlugin>, SchemaRef, Arc<str>)>,
+    rejected_table: Arc<str>,
+    pub times: RouteTimes,
+}
+
+impl Router {
+    pub fn new(registry: Arc<Registry>, plugin_wait: Duration, max_record_bytes: usize) -> Self {
+        Router {
+            registry,
+            plugin_wait,
+            max_record_bytes,
+            unknown_since: HashMap::new(),
+            schemas: HashMap::new(),
+            rejected_table: Arc::from(table::REJECTED_TABLE),
+            times: RouteTimes::default(),
+        }
+    }
+
+    fn schema(&mut self, plugin: &Arc<LoadedPlugin>) -> (SchemaRef, Arc<str>) {
+        let key = Arc::as_ptr(plugin) as usize;
+        let entry = self.schemas.entry(key).or_insert_with(|| {
+            (
+                plugin.clone(),
+                table::table_schema(&plugin.meta),
+                Arc::from(plugin.meta.table.as_str()),
+            )
+        });
+        (entry.1.clone(), entry.2.clone())
+    }
+
+    /// Waits (bounded by `plugin_wait` per event type) for plugins of the
+    /// unknown event types in `decoded`.
+    fn wait_for_plugins(&mut self, decoded: &[Result<Decoded<'_>, String>]) {
+        let mut deadline: Option<Instant> = None;
+        let snapshot = self.registry.snapshot();
+        for d in decoded.iter().flatten() {
+            let t = d.head.event_type.as_ref();
+            if snapshot.get(t).is_some() {
+                continue;
+            }
+            let since = *self
+                .unknown_since
+                .entry(t.to_owned())
+                .or_insert_with(Instant::now);
+            let until = since + self.plugin_wait;
+            deadline = Some(deadline.map_or(until, |d: Instant| d.max(until)));
+        }
+        let Some(deadline) = deadline else { return };
+        if Instant::now() < deadline {
+            tracing::info!(
+                "events wait for a plugin of their type (up to {:?})",
+                self.plugin_wait
+            );
+        }
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            let snapshot = self.registry.snapshot();
+            let missing = decoded.iter().flatten().any(|d| {
+                let t = d.head.event_type.as_ref();
+                snapshot.get(t).is_none()
+                    && self
+                        .unknown_since
+                        .get(t)
+                        .is_some_and(|s| Instant::now() < *s + self.plugin_wait)
+            });
+            if !missing {
+                break;
+            }
+        }
+        let snapshot = self.registry.snapshot();
+        self.unknown_since.retain(|t, _| snapshot.get(t).is_none());
+    }
+
+    /// Routes the records of `chunk` at or after `from`.
+    pub fn route(&mut self, chunk: &Chunk, from: i64) -> Vec<TableBatch> {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64;
+        let partition = chunk.partition;
+        let t0 = Instant::now();
+        let first = chunk.offsets.partition_point(|&o| o < from);
+        let decoded: Vec<Result<Decoded<'_>, String>> = (first..chunk.len())
+            .map(|i| table::decode(chunk.get(i), self.max_record_bytes))
+            .collect();
+        let t1 = Instant::now();
+        self.times.decode += t1 - t0;
+        self.wait_for_plugins(&decoded);
+        let snapshot = self.registry.snapshot();
+
+        let mut rejected = RejectedRows::default();
+        let mut counts: HashMap<Stage, u64> = HashMap::new();
+        let mut reject = |rows: &mut RejectedRows, r: Rejection<'_>| {
+            *counts.entry(r.stage).or_default() += 1;
+            rows.push(r);
+        };
+        // Group record indices (into `decoded`) by plugin.
+        let mut groups: Vec<(Arc<LoadedPlugin>, Vec<usize>)> = Vec::new();
+        for (i, d) in decoded.iter().enumerate() {
+            let offset = chunk.offsets[first + i];
+            let raw = chunk.get(first + i);
+            match d {
+                Err(reason) => reject(
+                    &mut rejected,
+                    Rejection {
+                        at_micros: now,
+                        stage: Stage::Decode,
+                        reason,
+                        event_type: None,
+                        plugin: None,
+                        raw,
+                        partition,
+                        offset,
+                    },
+                ),
+                Ok(d) => match snapshot.get(&d.head.event_type) {
+                    Some(p) => match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, p)) {
+                        Some((_, idx)) => idx.push(i),
+                        None => groups.push((p.clone(), vec![i])),
+                    },
+                    None => {
+                        let reason = format!(
+                            "no plugin owns event type {:?} (waited {})",
+                            d.head.event_type,
+                            humantime::format_duration(self.plugin_wait)
+                        );
+                        reject(
+                            &mut rejected,
+                            Rejection {
+                                at_micros: now,
+                                stage: Stage::Route,
+                                reason: &reason,
+                                event_type: Some(&d.head.event_type),
+                                plugin: None,
+                                raw,
+                                partition,
+                                offset,
+                            },
+                        )
+                    }
+                },
+            }
+        }
+
+        let mut out = Vec::new();
+        for (plugin, idx) in groups {
+            let t2 = Instant::now();
+            let bytes = idx.iter().map(|&i| chunk.get(first + i).len()).sum();
+            let mut batch = Batch::with_capacity(idx.len(), bytes);
+            for &i in &idx {
+                batch.push(chunk.get(first + i));
+            }
+            let outcome = plugin.process(&batch);
+            let t3 = Instant::now();
+            self.times.plugins += t3 - t2;
+
+            let meta = &plugin.meta;
+            let mut claimed = vec![false; idx.len()];
+            for r in &outcome.rejected {
+                let j = r.index as usize;
+                let Some(&i) = idx.get(j) else { continue };
+                claimed[j] = true;
+                let d = decoded[i].as_ref().ok();
+                reject(
+                    &mut rejected,
+                    Rejection {
+                        at_micros: now,
+                        stage: match r.stage {
+                            RejectStage::Plugin => Stage::Plugin,
+                            RejectStage::Fault => Stage::Fault,
+                        },
+                        reason: &r.reason,
+                        event_type: d.map(|d| d.head.event_type.as_ref()),
+                        plugin: Some((&meta.name, &meta.version)),
+                        raw: chunk.get(first + i),
+                        partition,
+                        offset: chunk.offsets[first + i],
+                    },
+                );
+            }
+            let mut rows: Vec<RowSource<'_>> = Vec::with_capacity(outcome.rows.len());
+            for &j in &outcome.rows {
+                let j = j as usize;
+                claimed[j] = true;
+                let i = idx[j];
+                if let Ok(d) = &decoded[i] {
+                    rows.push(RowSource {
+                        decoded: d,
+                        partition,
+                        offset: chunk.offsets[first + i],
+                    });
+                }
+            }
+            for (j, _) in claimed.iter().enumerate().filter(|(_, c)| !**c) {
+                let i = idx[j];
+                let reason = format!("plugin {} did not claim the event", meta.name);
+                reject(
+                    &mut rejected,
+                    Rejection {
+                        at_micros: now,
+                        stage: Stage::Filter,
+                        reason: &reason,
+                        event_type: decoded[i].as_ref().ok().map(|d| d.head.event_type.as_ref()),
+                        plugin: Some((&meta.name, &meta.version)),
+                        raw: chunk.get(first + i),
+                        partition,
+                        offset: chunk.offsets[first + i],
+                    },
+                );
+            }
+            if !rows.is_empty() {
+                let (schema, table) = self.schema(&plugin);
+                let days: Vec<i32> = rows
+                    .iter()
+                    .map(|r| table::day_of(r.decoded.micros))
+                    .collect();
+                match table::table_batch(&schema, &rows, outcome.columns) {
+                    Ok(batch) => split_by_day(&table, &days, batch, &mut out),
+                    Err(e) => {
+                        // The host checked the plugin's columns already: this is a bug.
+                        let reason = format!("cannot build the table row: {e}");
+                        for r in &rows {
+                            reject(
+                                &mut rejected,
+                                Rejection {
+                                    at_micros: now,
+                                    stage: Stage::Fault,
+                                    reason: &reason,
+                                    event_type: Some(&r.decoded.head.event_type),
+                                    plugin: Some((&meta.name, &meta.version)),
+                                    raw: r.decoded.raw.as_bytes(),
+                                    partition,
+                                    offset: r.offset,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            self.times.arrow += t3.elapsed();
+        }
+        if !rejected.is_empty() {
+            match rejected.finish() {
+                Ok(batch) => out.push(TableBatch {
+                    table: self.rejected_table.clone(),
+                    day: table::day_of(now),
+                    batch,
+                }),
+                Err(e) => tracing::error!("cannot build rejected_events rows: {e}"),
+            }
+        }
+        for (stage, n) in counts {
+            metrics::counter!(super::metrics::REJECTED, "reason" => stage.as_str()).increment(n);
+        }
+        // Plugins that were replaced since are not needed any more.
+        if self.schemas.len() > 64 {
+            self.schemas.retain(|_, (p, _, _)| Arc::strong_count(p) > 1);
+        }
+        out
+    }
+}
+
+/// Pushes `batch` as one [`TableBatch`] per distinct day of `days`.
+fn split_by_day(table: &Arc<str>, days: &[i32], batch: RecordBatch, out: &mut Vec<TableBatch>) {
+    let first = days[0];
+    if days.iter().all(|&d| d == first) {
+        out.push(TableBatch {
+            table: table.clone(),
+            day: first,
+            batch,
+        });
+        return;
+    }
+    let mut distinct: Vec<i32> = days.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    for day in distinct {
+        let mask = BooleanArray::from_iter(days.iter().map(|&d| Some(d == day)));
+        match arrow_select::filter::filter_record_batch(&batch, &mask) {
+            Ok(part) => out.push(TableBatch {
+                table: table.clone(),
+                day,
+                batch: part,
+            }),
+            Err(e) => tracing::error!("cannot split a batch by day: {e}"),
+        }
+    }
+}
