@@ -312,6 +312,52 @@ fn check_route(route: &Route) -> Result<(), LoadError> {
 mod tests {
     use super::*;
 
+    fn cols(spec: &str) -> Vec<ColumnSpec> {
+        spec.split_whitespace()
+            .map(|c| {
+                let (name, kind) = c.split_once(':').unwrap();
+                let nullable = kind.ends_with('?');
+                let kind = match kind.trim_end_matches('?') {
+                    "string" => ColumnType::String,
+                    "int64" => ColumnType::Int64,
+                    _ => ColumnType::Float64,
+                };
+                ColumnSpec {
+                    name: name.into(),
+                    kind,
+                    nullable,
+                    description: String::new(),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn schema_changes() {
+        let check = |old: &str, new: &str, expect: &str| {
+            let got = match check_schema_change(&cols(old), &cols(new)) {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e,
+            };
+            assert_eq!(got, expect, "{old} -> {new}");
+        };
+        check("a:string b:int64", "a:string b:int64", "ok");
+        check("a:string b:int64", "a:string b:int64 c:string?", "ok");
+        check("a:string b:int64 c:string?", "a:string b:int64", "ok");
+        check("a:string b:int64", "a:string? b:int64", "ok");
+        check(
+            "a:string b:int64",
+            "a:string b:string",
+            "column \"b\" changes type from int64 to string",
+        );
+        check("a:string b:int64", "a:string", "non-null column \"b\" is dropped");
+        check(
+            "a:string",
+            "a:string c:int64",
+            "new column \"c\" is not nullable (older files have no value for it)",
+        );
+    }
+
     fn check(exports: &[&str], expect: &str) {
         let got = match CONTRACT.check_exports(exports.iter().copied()) {
             Ok(()) => "ok".to_owned(),

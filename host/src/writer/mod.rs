@@ -57,6 +57,8 @@ pub struct Status {
     pub running: AtomicBool,
     /// Committed position per partition.
     pub committed: Mutex<HashMap<i32, i64>>,
+    /// Routed (not yet necessarily committed) position per partition.
+    pub routed: Mutex<HashMap<i32, i64>>,
     /// Records not yet committed per partition (when known).
     pub lag: Mutex<HashMap<i32, i64>>,
     /// Time spent per stage.
@@ -250,6 +252,11 @@ fn run(
             }
             let tables = router.route(&chunk, from);
             next.insert(chunk.partition, (last + 1, epoch));
+            status
+                .routed
+                .lock()
+                .unwrap()
+                .insert(chunk.partition, last + 1);
             send(ToSink::Chunk {
                 partition: chunk.partition,
                 epoch,

@@ -138,11 +138,7 @@ impl Source {
     pub fn lag(&self, partition: i32, next: i64) -> Option<i64> {
         match self {
             Source::Embedded(s) => Some(s.log.end_offset() as i64 - next),
-            Source::Kafka(s) => s
-                .consumer
-                .fetch_watermarks(&s.topic, partition, Duration::from_millis(500))
-                .ok()
-                .map(|(_, high)| (high - next).max(0)),
+            Source::Kafka(s) => s.cached_high_watermark(partition).map(|high| (high - next).max(0)),
         }
     }
 }
@@ -296,6 +292,9 @@ impl KafkaSource {
             .set("heartbeat.interval.ms", "1000")
             // Bounded prefetch: back-pressure reaches the broker, not memory.
             .set("queued.max.messages.kbytes", "65536")
+            // When that bound is reached, check again soon: the default
+            // (1 s) leaves the writer idle once it drained its queue.
+            .set("fetch.queue.backoff.ms", "5")
             .set("fetch.max.bytes", "16777216")
             .set("max.partition.fetch.bytes", "4194304")
             .create_with_context(Rebalancer {
@@ -307,6 +306,26 @@ impl KafkaSource {
             topic: config.topic.clone(),
             consumer,
         })
+    }
+
+    /// The partition's high watermark from the last fetch response (no
+    /// request: the router thread must not wait on the broker for a metric).
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer is valid while `self.consumer` lives;
+        // the call only reads librdkafka's cached offsets into the two locals.
+        let err = unsafe {
+            rdkafka_sys::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (err == rdkafka_sys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
     }
 
     /// Leaves the group (its partitions go to the other writers at once).

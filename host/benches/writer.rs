@@ -1,0 +1,407 @@
+//! Writer throughput and freshness.
+//!
+//! `cargo bench -p eventsift --bench writer -- throughput [--events N] [--runs R] [--hdfs URL]`
+//! pre-fills a 4-partition topic with the seed's mix of event envelopes
+//! (reused when it already holds them), then runs the writer (bundled Wasm
+//! plugins) from start to last commit, to a local folder and, with `--hdfs`,
+//! to HDFS. Prints events/s, MB/s and where the time went.
+//!
+//! `cargo bench -p eventsift --bench writer -- freshness [--trigger 10s] [--seconds S]`
+//! runs `serve` on the embedded default, sends one event every 100 ms and
+//! measures the time from each HTTP 200 to the row being readable from the
+//! warehouse (a reader listing and reading committed files every 20 ms).
+//!
+//! Needs a broker for `throughput` (`cargo xtask kafka start`;
+//! `EVENTSIFT_BENCH_KAFKA`, default 127.0.0.1:9092).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use eventsift::config::Config;
+use eventsift::plugin::{Registry, Runtime, RuntimeConfig};
+use eventsift::writer::sink::SinkLimits;
+use eventsift::writer::source::KafkaSourceConfig;
+use eventsift::writer::warehouse::Warehouse;
+use eventsift::writer::{Input, Writer, WriterConfig};
+use eventsift_test_artifacts as artifacts;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if args.iter().any(|a| a == "freshness") {
+        let trigger = arg("--trigger")
+            .map(|t| humantime::parse_duration(&t).unwrap())
+            .unwrap_or(Duration::from_secs(10));
+        let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(30);
+        freshness(trigger, Duration::from_secs(seconds));
+    } else if args.iter().any(|a| a == "throughput") {
+        let events: usize = arg("--events")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(2_000_000);
+        let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
+        throughput(events, runs, arg("--hdfs"));
+    } else {
+        eprintln!("usage: writer -- throughput|freshness [options] (see the file's docs)");
+    }
+}
+
+fn plugins() -> (tempfile::TempDir, Arc<Registry>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path) in artifacts::BUNDLED {
+        std::fs::copy(path, dir.path().join(name)).unwrap();
+    }
+    let past = SystemTime::now() - Duration::from_secs(5);
+    for (name, _) in artifacts::BUNDLED {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(name))
+            .unwrap();
+        f.set_modified(past).unwrap();
+    }
+    let runtime = Runtime::new(RuntimeConfig::default()).unwrap();
+    let registry = Registry::new(runtime, dir.path());
+    registry.sync();
+    (dir, registry)
+}
+
+/// The `i`-th event of the seed's mix (generate_data.sh's proportions).
+fn seed_event(i: usize) -> (String, String) {
+    let k = i % 4210;
+    let ts = humantime::format_rfc3339_micros(SystemTime::now());
+    let id = uuid::Uuid::now_v7();
+    let (host, fields) = if k < 1610 {
+        let (color, q) = [
+            ("red", 2),
+            ("red", 3),
+            ("red", 1),
+            ("blue", 1),
+            ("blue", 2),
+            ("green", 1),
+        ][k % 6];
+        (
+            format!("user{}.comcast.com", k % 3 + 1),
+            format!(
+                r#""event_type":"purchase_sword","plugin_version":"0.1.0","timestamp":"{ts}","host":"user{}.comcast.com","user_agent":"ApacheBench/2.3","accept":"*/*","color":"{color}","quantity":{q}"#,
+                k % 3 + 1
+            ),
+        )
+    } else if k < 3910 {
+        let size = ["small", "medium", "large"][k % 3];
+        (
+            format!("user{}.comcast.com", k % 3 + 1),
+            format!(
+                r#""event_type":"purchase_horse","plugin_version":"0.1.0","timestamp":"{ts}","host":"user{}.comcast.com","user_agent":"ApacheBench/2.3","accept":"*/*","speed":1.0,"size":"{size}","quantity":1"#,
+                k % 3 + 1
+            ),
+        )
+    } else {
+        let action = if k % 3 == 0 { "leave" } else { "join" };
+        (
+            "user1.comcast.com".to_owned(),
+            format!(
+                r#""event_type":"guild","plugin_version":"0.1.0","timestamp":"{ts}","host":"user1.comcast.com","user_agent":"ApacheBench/2.3","accept":"*/*","action":"{action}""#
+            ),
+        )
+    };
+    (host, format!(r#"{{"event_id":"{id}",{fields}}}"#))
+}
+
+/// Records in `topic` (sum of high watermarks), 0 when it does not exist.
+fn topic_size(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let Ok(md) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else {
+        return 0;
+    };
+    let Some(t) = md.topics().first() else {
+        return 0;
+    };
+    if t.error().is_some() {
+        return 0;
+    }
+    t.partitions()
+        .iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map(|(lo, hi)| hi - lo)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+fn prefill(brokers: &str, topic: &str, events: usize) -> u64 {
+    if topic_size(brokers, topic) == events as i64 {
+        println!("topic {topic} already holds {events} events");
+        return 0;
+    }
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rt.block_on(admin.delete_topics(&[topic], &AdminOptions::new()));
+    std::thread::sleep(Duration::from_secs(2));
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, 4, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut bytes = 0u64;
+    for i in 0..events {
+        let (key, payload) = seed_event(i);
+        bytes += payload.len() as u64;
+        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    println!(
+        "pre-filled {topic} with {events} events ({:.0} MB) in {:.1} s",
+        bytes as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+    bytes
+}
+
+fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
+    let brokers =
+        std::env::var("EVENTSIFT_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let topic = format!("eventsift-bench-seedmix-{events}");
+    prefill(&brokers, &topic, events);
+    // Bytes of the events, for MB/s (the generator is deterministic in size).
+    let bytes: usize = (0..4210).map(|i| seed_event(i).1.len()).sum::<usize>() * events / 4210;
+    let (_dir, registry) = plugins();
+
+    let mut targets: Vec<(String, Option<tempfile::TempDir>)> = Vec::new();
+    for _ in 0..runs {
+        let d = tempfile::tempdir().unwrap();
+        targets.push((d.path().to_str().unwrap().to_owned(), Some(d)));
+    }
+    if let Some(url) = &hdfs {
+        for r in 0..runs {
+            targets.push((format!("{url}/bench-{}-{r}", std::process::id()), None));
+        }
+    }
+    let mut results: HashMap<&str, Vec<f64>> = HashMap::new();
+    for (i, (warehouse, _keep)) in targets.iter().enumerate() {
+        let kind = if warehouse.starts_with("hdfs://") {
+            "hdfs"
+        } else {
+            "local"
+        };
+        let group = format!("bench-{}-{i}", std::process::id());
+        let t0 = Instant::now();
+        let writer = Writer::start(
+            WriterConfig {
+                warehouse: warehouse.clone(),
+                limits: SinkLimits {
+                    flush_interval: Duration::from_secs(10),
+                    max_file_rows: 1_000_000,
+                    max_buffer_bytes: 256 << 20,
+                },
+                plugin_wait: Duration::from_secs(30),
+                max_record_bytes: 1 << 21,
+            },
+            Input::Kafka(KafkaSourceConfig {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                group,
+            }),
+            registry.clone(),
+        )
+        .unwrap();
+        let status = writer.status.clone();
+        loop {
+            let routed: i64 = status.routed.lock().unwrap().values().sum();
+            if routed >= events as i64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let routed_at = t0.elapsed().as_secs_f64();
+        writer.stop().unwrap();
+        let secs = t0.elapsed().as_secs_f64();
+        println!("  (all routed after {routed_at:.2} s; final commit and close took {:.2} s)", secs - routed_at);
+        let committed: i64 = status.committed.lock().unwrap().values().sum();
+        assert_eq!(committed, events as i64);
+        let t = *status.times.lock().unwrap();
+        println!(
+            "{kind:5} run {i}: {events} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s \
+             | router thread: consume {:.2} s, decode+route {:.2} s, plugins {:.2} s, arrow {:.2} s \
+             | sink thread: parquet encode {:.2} s, files+commit I/O {:.2} s",
+            events as f64 / secs,
+            bytes as f64 / 1e6 / secs,
+            t.consume.as_secs_f64(),
+            t.route.decode.as_secs_f64(),
+            t.route.plugins.as_secs_f64(),
+            t.route.arrow.as_secs_f64(),
+            t.sink.encode.as_secs_f64(),
+            t.sink.commit.as_secs_f64(),
+        );
+        results.entry(kind).or_default().push(events as f64 / secs);
+    }
+    for (kind, mut v) in results {
+        v.sort_by(f64::total_cmp);
+        println!(
+            "{kind}: median {:.0} events/s over {} runs (min {:.0}, max {:.0})",
+            v[v.len() / 2],
+            v.len(),
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+}
+
+fn freshness(trigger: Duration, duration: Duration) {
+    let (plugins, _registry) = plugins();
+    let data = tempfile::tempdir().unwrap();
+    let wh_dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        plugins: plugins.path().to_path_buf(),
+        data_dir: data.path().to_path_buf(),
+        warehouse: wh_dir.path().to_str().unwrap().to_owned(),
+        flush_interval: trigger,
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (api, writer) = rt.block_on(async {
+        let p = eventsift::daemon::Plugins::start(&config).unwrap();
+        let transport = eventsift::daemon::transport(&config).unwrap();
+        let (c, t, r) = (config.clone(), transport.clone(), p.registry.clone());
+        let writer = tokio::task::spawn_blocking(move || {
+            eventsift::daemon::start_writer(&c, &t, r).unwrap()
+        })
+        .await
+        .unwrap();
+        let api = eventsift::daemon::RunningApi::start(&config, p.registry.clone(), transport)
+            .await
+            .unwrap();
+        std::mem::forget(p); // keep the watcher for the process's life
+        (api, writer)
+    });
+    let base = format!("http://{}", api.addr);
+    let wh = Warehouse::open(&config.warehouse).unwrap();
+
+    // The reader: records when each event id first becomes visible.
+    let seen: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut read: HashSet<String> = HashSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (path, _) in wh.walk("sword_purchases").unwrap() {
+                    if path
+                        .split('/')
+                        .any(|c| c.starts_with('_') || c.starts_with('.'))
+                        || !read.insert(path.clone())
+                    {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let data = bytes::Bytes::from(wh.read(&path).unwrap());
+                    let reader =
+                        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                            data,
+                        )
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                    let mut seen = seen.lock().unwrap();
+                    for b in reader {
+                        let b = b.unwrap();
+                        let ids = b.column_by_name("event_id").unwrap().as_string::<i32>();
+                        for i in 0..ids.len() {
+                            seen.entry(ids.value(i).to_owned()).or_insert(now);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    let http = reqwest::Client::new();
+    let mut sent: Vec<(String, Instant)> = Vec::new();
+    rt.block_on(async {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            let resp = http
+                .post(format!("{base}/purchase_a_sword/red/1"))
+                .header("Host", "user1.comcast.com")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let id = resp.headers()["x-event-id"].to_str().unwrap().to_owned();
+            sent.push((id, Instant::now()));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let deadline = Instant::now() + trigger * 3;
+    while Instant::now() < deadline && seen.lock().unwrap().len() < sent.len() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    let seen = seen.lock().unwrap();
+    let mut lat: Vec<f64> = sent
+        .iter()
+        .map(|(id, at)| {
+            seen.get(id)
+                .map(|v| v.duration_since(*at).as_secs_f64())
+                .unwrap_or(f64::INFINITY)
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    println!(
+        "freshness with a {} trigger: {} events, 200 -> readable: median {:.2} s, p95 {:.2} s, max {:.2} s",
+        humantime::format_duration(trigger),
+        lat.len(),
+        q(0.5),
+        q(0.95),
+        lat[lat.len() - 1]
+    );
+    rt.block_on(api.stop()).unwrap();
+    writer.stop().unwrap();
+}
