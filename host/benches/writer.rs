@@ -259,7 +259,10 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
         let routed_at = t0.elapsed().as_secs_f64();
         writer.stop().unwrap();
         let secs = t0.elapsed().as_secs_f64();
-        println!("  (all routed after {routed_at:.2} s; final commit and close took {:.2} s)", secs - routed_at);
+        println!(
+            "  (all routed after {routed_at:.2} s; final commit and close took {:.2} s)",
+            secs - routed_at
+        );
         let committed: i64 = status.committed.lock().unwrap().values().sum();
         assert_eq!(committed, events as i64);
         let t = *status.times.lock().unwrap();

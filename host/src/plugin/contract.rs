@@ -350,7 +350,11 @@ mod tests {
             "a:string b:string",
             "column \"b\" changes type from int64 to string",
         );
-        check("a:string b:int64", "a:string", "non-null column \"b\" is dropped");
+        check(
+            "a:string b:int64",
+            "a:string",
+            "non-null column \"b\" is dropped",
+        );
         check(
             "a:string",
             "a:string c:int64",

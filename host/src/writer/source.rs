@@ -138,7 +138,9 @@ impl Source {
     pub fn lag(&self, partition: i32, next: i64) -> Option<i64> {
         match self {
             Source::Embedded(s) => Some(s.log.end_offset() as i64 - next),
-            Source::Kafka(s) => s.cached_high_watermark(partition).map(|high| (high - next).max(0)),
+            Source::Kafka(s) => s
+                .cached_high_watermark(partition)
+                .map(|high| (high - next).max(0)),
         }
     }
 }

@@ -224,13 +224,13 @@ fn seed_requests() -> Vec<(String, String)> {
 
 /// Every committed table of a warehouse, read with the parquet crate.
 #[derive(Default)]
-struct Tables {
+pub struct Tables {
     batches: HashMap<String, Vec<RecordBatch>>,
     files: HashMap<String, Vec<String>>,
 }
 
 impl Tables {
-    fn read(wh: &Warehouse) -> Tables {
+    pub fn read(wh: &Warehouse) -> Tables {
         let mut t = Tables::default();
         for (path, _) in wh.walk("").unwrap() {
             if path
@@ -306,7 +306,7 @@ impl Tables {
     }
 
     /// How many times each event id appears across the plugin tables.
-    fn ids(&self) -> HashMap<String, usize> {
+    pub fn ids(&self) -> HashMap<String, usize> {
         let mut out: HashMap<String, usize> = HashMap::new();
         for table in self.batches.keys().filter(|t| *t != "rejected_events") {
             for id in self.strings(table, "event_id") {
