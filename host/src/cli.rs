@@ -1,4 +1,4 @@
-//! The command line: `eventsift plugins check|list`.
+//! The command line: `eventsift serve|api|writer|query|tables|ddl|demo|loadgen|plugins`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +35,66 @@ enum Command {
     /// Inspect event-type plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Run SQL over every table of the warehouse (DataFusion); without SQL,
+    /// an interactive prompt with history.
+    Query {
+        #[command(flatten)]
+        wh: WarehouseArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: crate::query::output::Format,
+        /// The statement; e.g. "SELECT size, SUM(quantity) FROM horse_purchases GROUP BY 1".
+        sql: Option<String>,
+    },
+    /// List the warehouse's tables: columns, rows, files, bytes, partitions,
+    /// last commit; rejected_events by reason.
+    Tables {
+        #[command(flatten)]
+        wh: WarehouseArg,
+    },
+    /// Print statements registering the tables in another engine as external,
+    /// partitioned Parquet tables.
+    Ddl {
+        #[command(flatten)]
+        wh: WarehouseArg,
+        #[arg(long, value_enum)]
+        dialect: crate::query::ddl::Dialect,
+    },
+    /// The whole pipeline on this machine (no Kafka, no HDFS): serve, the
+    /// seed's load, a plugin dropped in, and the classic queries.
+    Demo {
+        /// Folder of the bundled plugins (built by `cargo xtask plugins`).
+        #[arg(long, env = "EVENTSIFT_PLUGINS", default_value = "target/plugins")]
+        plugins: PathBuf,
+        /// Keep the demo's data in this folder (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Send HTTP load to an API: the seed scenario or a synthetic mix.
+    Loadgen {
+        /// Base URL of the API, e.g. http://127.0.0.1:5000.
+        #[arg(long)]
+        target: String,
+        #[arg(long, value_enum, default_value = "seed")]
+        scenario: crate::loadgen::Scenario,
+        /// Requests per second [default: as fast as the clients go].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// How long to run, e.g. 30s [default: the seed scenario once; 10s for the mix].
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 32)]
+        clients: usize,
+    },
+}
+
+/// Where the tables are.
+#[derive(Debug, Clone, Args)]
+pub struct WarehouseArg {
+    /// A local folder or hdfs://host:port/path.
+    #[arg(long, env = "EVENTSIFT_WAREHOUSE", default_value = "./warehouse")]
+    pub warehouse: String,
 }
 
 /// Settings of the daemon commands. Each may also come from `--config FILE`
@@ -204,6 +264,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             writer_only(config)
         }
+        Command::Query { wh, format, sql } => query(&wh.warehouse, format, sql.as_deref()),
+        Command::Tables { wh } => tables(&wh.warehouse),
+        Command::Ddl { wh, dialect } => ddl(&wh.warehouse, dialect),
+        Command::Demo { plugins, dir } => {
+            crate::demo::run(&plugins, dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadgen {
+            target,
+            scenario,
+            rate,
+            duration,
+            clients,
+        } => loadgen(target, scenario, rate, duration.map(Into::into), clients),
         Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
         Command::Plugins(PluginsCommand::List {
             plugins,
@@ -268,6 +342,223 @@ fn writer_only(config: Config) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A one-line error and exit code 1 (query commands).
+fn query_failed(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+fn query(
+    warehouse: &str,
+    format: crate::query::output::Format,
+    sql: Option<&str>,
+) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let wh = match crate::query::Warehouse::open(warehouse).await {
+            Ok(wh) => wh,
+            Err(e) => return Ok(query_failed(e)),
+        };
+        let Some(sql) = sql else {
+            return prompt(&wh, format).await;
+        };
+        match wh.sql(sql).await {
+            Ok(batches) => {
+                print!("{}", crate::query::output::render(&batches, format)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(query_failed(e)),
+        }
+    })
+}
+
+/// The interactive prompt: statements end with `;`, history in
+/// `~/.eventsift_history`, `quit` or Ctrl-D to leave.
+async fn prompt(
+    wh: &crate::query::Warehouse,
+    format: crate::query::output::Format,
+) -> Result<ExitCode> {
+    use rustyline::error::ReadlineError;
+    let mut editor = rustyline::DefaultEditor::new()?;
+    let history = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".eventsift_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!(
+        "eventsift query on {} ({} tables: {}). End statements with ';', leave with quit or Ctrl-D.",
+        wh.root,
+        wh.tables.len(),
+        wh.tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut statement = String::new();
+    loop {
+        let line = match editor.readline(if statement.is_empty() {
+            "eventsift> "
+        } else {
+            "        -> "
+        }) {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted) => {
+                statement.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let trimmed = line.trim();
+        if statement.is_empty() && matches!(trimmed, "quit" | "exit" | "\\q") {
+            break;
+        }
+        statement.push_str(&line);
+        statement.push('\n');
+        if !trimmed.ends_with(';') {
+            continue;
+        }
+        let sql = std::mem::take(&mut statement);
+        let _ = editor.add_history_entry(sql.trim());
+        match wh.sql(sql.trim().trim_end_matches(';')).await {
+            Ok(batches) => print!("{}", crate::query::output::render(&batches, format)?),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tables(warehouse: &str) -> Result<ExitCode> {
+    use std::fmt::Write;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let wh = match crate::query::Warehouse::open(warehouse).await {
+            Ok(wh) => wh,
+            Err(e) => return Ok(query_failed(e)),
+        };
+        let mut out = String::new();
+        if wh.tables.is_empty() {
+            let _ = writeln!(out, "no tables in {}", wh.root);
+        }
+        for t in &wh.tables {
+            let rows = match wh
+                .sql(&format!("SELECT COUNT(*) FROM \"{}\"", t.name))
+                .await
+            {
+                Ok(b) => b
+                    .first()
+                    .and_then(|b| {
+                        use datafusion::arrow::array::AsArray;
+                        b.column(0)
+                            .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                            .map(|a| a.value(0))
+                    })
+                    .unwrap_or(0),
+                Err(e) => return Ok(query_failed(e)),
+            };
+            let _ = writeln!(
+                out,
+                "{}  {} rows, {} files, {} bytes, partitions dt={}, last commit {}",
+                t.name,
+                rows,
+                t.files,
+                t.bytes,
+                t.partitions.iter().cloned().collect::<Vec<_>>().join(","),
+                t.last_commit.as_deref().unwrap_or("unknown")
+            );
+            let _ = writeln!(out, "  location {}", t.location);
+            for f in t.schema.fields() {
+                let _ = writeln!(
+                    out,
+                    "  {:<18} {}{}",
+                    f.name(),
+                    f.data_type(),
+                    if f.is_nullable() { "" } else { " not null" }
+                );
+            }
+            let _ = writeln!(out, "  {:<18} Utf8 (partition)", "dt");
+        }
+        if wh
+            .tables
+            .iter()
+            .any(|t| t.name == crate::writer::table::REJECTED_TABLE)
+        {
+            match wh
+                .sql(
+                    "SELECT stage, reason, COUNT(*) AS records FROM rejected_events \
+                     GROUP BY stage, reason ORDER BY records DESC, stage, reason",
+                )
+                .await
+            {
+                Ok(b) => {
+                    let _ = writeln!(out, "\nrejected_events by reason:");
+                    out.push_str(&crate::query::output::render(
+                        &b,
+                        crate::query::output::Format::Table,
+                    )?);
+                }
+                Err(e) => return Ok(query_failed(e)),
+            }
+        }
+        print!("{out}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn ddl(warehouse: &str, dialect: crate::query::ddl::Dialect) -> Result<ExitCode> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let wh = match crate::query::Warehouse::open(warehouse).await {
+            Ok(wh) => wh,
+            Err(e) => return Ok(query_failed(e)),
+        };
+        match crate::query::ddl::ddl(&wh.root, &wh.tables, dialect) {
+            Ok(s) => {
+                print!("{s}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(query_failed(e)),
+        }
+    })
+}
+
+fn loadgen(
+    target: String,
+    scenario: crate::loadgen::Scenario,
+    rate: Option<f64>,
+    duration: Option<std::time::Duration>,
+    clients: usize,
+) -> Result<ExitCode> {
+    use crate::loadgen::{Load, Scenario};
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let requests = match scenario {
+            Scenario::Seed => Some(std::sync::Arc::new(crate::loadgen::seed_requests())),
+            Scenario::Mix => None,
+        };
+        let load = Load {
+            target,
+            rate,
+            duration: duration.or(match scenario {
+                Scenario::Seed => None,
+                Scenario::Mix => Some(std::time::Duration::from_secs(10)),
+            }),
+            clients,
+            progress: true,
+        };
+        let summary = crate::loadgen::run(&load, requests, std::sync::Arc::new(|_| {})).await?;
+        print!("{}", summary.report());
+        Ok(if summary.ok == summary.sent {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
 }
 
 fn runtime(sandbox: &SandboxArgs, cache_dir: Option<&Path>) -> Result<std::sync::Arc<Runtime>> {

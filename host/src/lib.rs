@@ -5,6 +5,8 @@
 //! - [`api`]: the HTTP event API.
 //! - [`transport`]: Kafka or the embedded log, behind one trait.
 //! - [`writer`]: the stream writer: plugins -> Arrow -> Parquet, exactly once.
+//! - [`query`]: SQL over the warehouse (DataFusion), catalogs and DDL.
+//! - [`loadgen`], [`demo`]: HTTP load and the one-command demo.
 //! - [`config`]: configuration from flags, environment and file.
 //! - [`daemon`]: wiring and graceful shutdown.
 //! - [`cli`]: the `eventsift` command line.
@@ -13,6 +15,9 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
+pub mod loadgen;
 pub mod plugin;
+pub mod query;
 pub mod transport;
 pub mod writer;

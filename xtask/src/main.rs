@@ -103,12 +103,14 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     if !build.success() {
         bail!("building the tests failed");
     }
+    let python = services::python_env()?;
     let services = [services::Service::Kafka, services::Service::Hdfs];
     let started = services.iter().try_for_each(|s| services::start(root, *s));
     let result = started.and_then(|()| {
         let status = cargo_test(root, &[], extra)
             .env("EVENTSIFT_TEST_KAFKA", services::KAFKA_BOOTSTRAP)
             .env("EVENTSIFT_TEST_HDFS", services::HDFS_URL)
+            .env("EVENTSIFT_TEST_PYTHON", &python)
             .status()
             .context("running cargo test")?;
         if status.success() {

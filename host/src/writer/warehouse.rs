@@ -116,7 +116,7 @@ impl Warehouse {
                     .create(&path, options)
                     .await
                     .map_err(|e| fail(&e))?;
-                w.write_bytes(data).await.map_err(|e| fail(&e))?;
+                w.write(data).await.map_err(|e| fail(&e))?;
                 w.close().await.map_err(|e| fail(&e))
             }),
         }

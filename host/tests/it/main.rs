@@ -5,6 +5,7 @@ mod api;
 mod crash;
 mod deploy;
 mod plugins;
+mod query;
 mod services;
 mod support;
 mod writer;

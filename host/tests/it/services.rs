@@ -115,7 +115,7 @@ fn hdfs_writes_lists_reads_and_deletes_64_mib() {
             .unwrap();
         for chunk in data.chunks(4 << 20) {
             writer
-                .write_bytes(bytes::Bytes::copy_from_slice(chunk))
+                .write(bytes::Bytes::copy_from_slice(chunk))
                 .await
                 .unwrap();
         }

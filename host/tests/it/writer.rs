@@ -25,18 +25,18 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 use crate::support::*;
 
-const SEED_PLUGINS: &[&str] = &["sword.wasm", "horse.wasm", "guild.wasm", "default.wasm"];
+pub const SEED_PLUGINS: &[&str] = &["sword.wasm", "horse.wasm", "guild.wasm", "default.wasm"];
 
 /// A daemon process of the real binary.
-struct Proc {
+pub struct Proc {
     child: Child,
-    base: String,
+    pub base: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
     /// Starts `eventsift <args>` and waits for its HTTP server.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventsift"));
         cmd.args(args)
             .env("EVENTSIFT_LOG", "info")
@@ -71,7 +71,7 @@ impl Proc {
         Proc { child, base, log }
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 
@@ -81,7 +81,7 @@ impl Proc {
     }
 
     /// SIGTERM, then waits for the exit.
-    fn term(&mut self) -> ExitStatus {
+    pub fn term(&mut self) -> ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -126,7 +126,7 @@ fn http_get(url: &str) -> (u16, String) {
     })
 }
 
-fn plugin_dir(bundled: &[&str]) -> tempfile::TempDir {
+pub fn plugin_dir(bundled: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, path) in artifacts::BUNDLED
         .iter()
@@ -166,7 +166,7 @@ const SEED_LOAD: &[(usize, &str, &str)] = &[
 ];
 
 /// POSTs `requests` (Host, path) with 32 clients; returns the acknowledged ids.
-fn post_all(base: &str, requests: Vec<(String, String)>) -> Vec<String> {
+pub fn post_all(base: &str, requests: Vec<(String, String)>) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -411,6 +411,7 @@ fn embedded_serve_lands_the_seed_load_with_exact_sums() {
     let t = wait_tables(&wh, "the seed load", Duration::from_secs(60), seed_landed);
     check_seed_sums(&t);
     check_exactly_once(&t, &acked);
+    crate::query::check_classic_queries(s(wh_dir.path()));
     // Hive-style partitions by UTC day, zstd Parquet, readers' names only.
     for f in t.files.values().flatten() {
         let parts: Vec<_> = f.split('/').collect();
@@ -587,6 +588,7 @@ fn kafka_seed_load(warehouse: &str) {
     let t = wait_tables(&wh, "the seed load", Duration::from_secs(90), seed_landed);
     check_seed_sums(&t);
     check_exactly_once(&t, &acked);
+    crate::query::check_classic_queries(warehouse);
 
     // Spellbook dropped into the running pair: its events land in its table.
     drop_in(

@@ -107,6 +107,50 @@ impl Paths {
     }
 }
 
+/// A Python virtual environment with the clients the tests compare
+/// against (DuckDB and PySpark from PyPI), created once under the cache
+/// folder; returns its interpreter.
+pub fn python_env() -> Result<PathBuf> {
+    let dir = cache_dir()?.join("pyenv");
+    let python = dir.join("bin").join("python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import duckdb, pyspark"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if python.exists() && ready(&python) {
+        return Ok(python);
+    }
+    eprintln!(
+        "python: creating {} with duckdb and pyspark from PyPI",
+        dir.display()
+    );
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .context("running python3 -m venv")?;
+    anyhow::ensure!(status.success(), "python3 -m venv {} failed", dir.display());
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "duckdb>=1.1,<2",
+            "pyspark>=3.5,<3.6",
+        ])
+        .status()
+        .context("running pip")?;
+    anyhow::ensure!(
+        status.success() && ready(&python),
+        "pip install duckdb pyspark failed"
+    );
+    Ok(python)
+}
+
 fn cache_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("EVENTSIFT_CACHE") {
         return Ok(dir.into());

@@ -1,0 +1,300 @@
+//! `eventsift loadgen`: HTTP load against the API, the seed's
+//! generate_data.sh scenario or a synthetic mix, at a target rate, with a
+//! progress bar and a summary (sent, 2xx, 4xx, 5xx, latency).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// The seed's generate_data.sh: `(requests, Host header, path)`, all POST.
+pub const SEED_LOAD: &[(usize, &str, &str)] = &[
+    (100, "user1.comcast.com", "/purchase_a_sword/red/2"),
+    (100, "user2.comcast.com", "/purchase_a_sword/red/3"),
+    (500, "user3.comcast.com", "/purchase_a_sword/red/1"),
+    (200, "user1.comcast.com", "/purchase_a_sword/blue/1"),
+    (200, "user2.comcast.com", "/purchase_a_sword/blue/2"),
+    (10, "user3.comcast.com", "/purchase_a_sword/blue/3"),
+    (300, "user1.comcast.com", "/purchase_a_sword/green/1"),
+    (100, "user2.comcast.com", "/purchase_a_sword/green/1"),
+    (100, "user3.comcast.com", "/purchase_a_sword/green/1"),
+    (100, "user1.comcast.com", "/purchase_a_horse/1/small/1"),
+    (500, "user2.comcast.com", "/purchase_a_horse/1/small/1"),
+    (200, "user3.comcast.com", "/purchase_a_horse/1/small/1"),
+    (200, "user1.comcast.com", "/purchase_a_horse/1/medium/2"),
+    (400, "user2.comcast.com", "/purchase_a_horse/1/medium/1"),
+    (300, "user3.comcast.com", "/purchase_a_horse/1/medium/1"),
+    (50, "user1.comcast.com", "/purchase_a_horse/1/large/1"),
+    (50, "user2.comcast.com", "/purchase_a_horse/1/large/1"),
+    (500, "user3.comcast.com", "/purchase_a_horse/1/large/1"),
+    (200, "user1.comcast.com", "/guild/join"),
+    (100, "user1.comcast.com", "/guild/leave"),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// generate_data.sh's 4,210 requests, in order.
+    Seed,
+    /// Random swords, horses, guild actions and default hits from 1,000 users.
+    Mix,
+}
+
+/// One request: method, Host header, path.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: &'static str,
+    pub host: String,
+    pub path: String,
+}
+
+/// The seed's requests, in order.
+pub fn seed_requests() -> Vec<Request> {
+    SEED_LOAD
+        .iter()
+        .flat_map(|&(n, host, path)| {
+            std::iter::repeat_n(
+                Request {
+                    method: "POST",
+                    host: host.to_owned(),
+                    path: path.to_owned(),
+                },
+                n,
+            )
+        })
+        .collect()
+}
+
+/// The `i`-th request of the synthetic mix (deterministic).
+pub fn mix_request(i: u64) -> Request {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    x ^= x >> 31;
+    let pick = |n: u64, x: &mut u64| {
+        *x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*x >> 33) % n
+    };
+    let host = format!("user{}.example.com", pick(1000, &mut x));
+    let (method, path) = match pick(20, &mut x) {
+        0..=8 => {
+            let color = ["red", "blue", "green", "black"][pick(4, &mut x) as usize];
+            (
+                "POST",
+                format!("/purchase_a_sword/{color}/{}", 1 + pick(3, &mut x)),
+            )
+        }
+        9..=16 => {
+            let size = ["small", "medium", "large"][pick(3, &mut x) as usize];
+            (
+                "POST",
+                format!(
+                    "/purchase_a_horse/{}/{size}/{}",
+                    1 + pick(9, &mut x),
+                    1 + pick(2, &mut x)
+                ),
+            )
+        }
+        17..=18 => (
+            "POST",
+            format!("/guild/{}", ["join", "leave"][pick(2, &mut x) as usize]),
+        ),
+        _ => ("GET", "/".to_owned()),
+    };
+    Request { method, host, path }
+}
+
+/// What a load run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub sent: u64,
+    pub ok: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    /// Requests that got no HTTP reply (connection errors, timeouts).
+    pub failed: u64,
+    pub elapsed: Duration,
+    /// Sorted.
+    pub latencies: Vec<Duration>,
+}
+
+impl Summary {
+    fn quantile(&self, q: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies[((self.latencies.len() - 1) as f64 * q) as usize]
+    }
+
+    /// A few lines for the terminal.
+    pub fn report(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        format!(
+            "sent {} in {:.1} s ({:.0} req/s): 2xx {}, 4xx {}, 5xx {}, no reply {}\n\
+             latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
+            self.sent,
+            self.elapsed.as_secs_f64(),
+            self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9),
+            self.ok,
+            self.client_errors,
+            self.server_errors,
+            self.failed,
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.9)),
+            ms(self.quantile(0.99)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+        )
+    }
+}
+
+/// How to run a load.
+pub struct Load {
+    pub target: String,
+    /// Requests per second (None: as fast as the clients go).
+    pub rate: Option<f64>,
+    /// Stop after this long (None: after the scenario's last request).
+    pub duration: Option<Duration>,
+    pub clients: usize,
+    pub progress: bool,
+}
+
+/// Sends `requests` (or, when `None`, the synthetic mix until `duration`).
+/// `on_progress(done)` is called after each reply.
+pub async fn run(
+    load: &Load,
+    requests: Option<Arc<Vec<Request>>>,
+    on_progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> anyhow::Result<Summary> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(load.clients)
+        .build()?;
+    let total = requests.as_ref().map(|r| r.len() as u64);
+    let bar = if load.progress {
+        let bar = match total {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new(
+                load.duration.unwrap_or(Duration::from_secs(10)).as_secs(),
+            ),
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40.cyan/blue} {pos:>7}/{len:7} {per_sec:>12} {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let until = load.duration.map(|d| start + d);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new([
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    ]);
+    let mut tasks = Vec::new();
+    for _ in 0..load.clients.max(1) {
+        let (http, next, done, counts, requests, on_progress) = (
+            http.clone(),
+            next.clone(),
+            done.clone(),
+            counts.clone(),
+            requests.clone(),
+            on_progress.clone(),
+        );
+        let (target, rate, bar) = (
+            load.target.trim_end_matches('/').to_owned(),
+            load.rate,
+            bar.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let req = match &requests {
+                    Some(r) => match r.get(i) {
+                        Some(req) => req.clone(),
+                        None => break,
+                    },
+                    None => mix_request(i as u64),
+                };
+                if let Some(rate) = rate {
+                    let at = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                if until.is_some_and(|u| Instant::now() >= u) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let method = reqwest::Method::from_bytes(req.method.as_bytes())
+                    .unwrap_or(reqwest::Method::POST);
+                let sent = http
+                    .request(method, format!("{target}{}", req.path))
+                    .header("Host", &req.host)
+                    .header("User-Agent", "eventsift-loadgen")
+                    .header("Accept", "*/*")
+                    .send()
+                    .await;
+                let slot = match sent {
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        let _ = resp.bytes().await;
+                        latencies.push(t0.elapsed());
+                        match status {
+                            200..=299 => 0,
+                            400..=499 => 1,
+                            _ => 2,
+                        }
+                    }
+                    Err(_) => 3,
+                };
+                counts[slot].fetch_add(1, Ordering::Relaxed);
+                let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+                on_progress(n);
+                if let Some(bar) = &bar {
+                    match total {
+                        Some(_) => bar.set_position(n),
+                        None => bar.set_position(start.elapsed().as_secs()),
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await?);
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    latencies.sort();
+    let c = |i: usize| counts[i].load(Ordering::Relaxed);
+    Ok(Summary {
+        sent: done.load(Ordering::Relaxed),
+        ok: c(0),
+        client_errors: c(1),
+        server_errors: c(2),
+        failed: c(3),
+        elapsed: start.elapsed(),
+        latencies,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_is_4210_requests_and_the_mix_is_deterministic() {
+        assert_eq!(seed_requests().len(), 4210);
+        let a: Vec<String> = (0..50).map(|i| mix_request(i).path).collect();
+        let b: Vec<String> = (0..50).map(|i| mix_request(i).path).collect();
+        assert_eq!(a, b);
+        assert!(a.iter().any(|p| p.starts_with("/purchase_a_sword/")));
+        assert!(a.iter().any(|p| p.starts_with("/purchase_a_horse/")));
+    }
+}

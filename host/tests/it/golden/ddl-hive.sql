@@ -1,0 +1,58 @@
+-- eventsift tables as external, partitioned Parquet tables (Hive)
+
+CREATE EXTERNAL TABLE IF NOT EXISTS `guild_actions` (
+  `event_id` STRING,
+  `timestamp` TIMESTAMP,
+  `event_type` STRING,
+  `plugin_version` STRING,
+  `host` STRING,
+  `user_agent` STRING,
+  `accept` STRING,
+  `action` STRING,
+  `raw_event` STRING,
+  `source_partition` INT,
+  `source_offset` BIGINT
+)
+PARTITIONED BY (`dt` STRING)
+STORED AS PARQUET
+LOCATION 'file://<WAREHOUSE>/guild_actions';
+MSCK REPAIR TABLE `guild_actions`;
+
+CREATE EXTERNAL TABLE IF NOT EXISTS `horse_purchases` (
+  `event_id` STRING,
+  `timestamp` TIMESTAMP,
+  `event_type` STRING,
+  `plugin_version` STRING,
+  `host` STRING,
+  `user_agent` STRING,
+  `accept` STRING,
+  `speed` DOUBLE,
+  `size` STRING,
+  `quantity` BIGINT,
+  `raw_event` STRING,
+  `source_partition` INT,
+  `source_offset` BIGINT
+)
+PARTITIONED BY (`dt` STRING)
+STORED AS PARQUET
+LOCATION 'file://<WAREHOUSE>/horse_purchases';
+MSCK REPAIR TABLE `horse_purchases`;
+
+CREATE EXTERNAL TABLE IF NOT EXISTS `sword_purchases` (
+  `event_id` STRING,
+  `timestamp` TIMESTAMP,
+  `event_type` STRING,
+  `plugin_version` STRING,
+  `host` STRING,
+  `user_agent` STRING,
+  `accept` STRING,
+  `color` STRING,
+  `quantity` BIGINT,
+  `raw_event` STRING,
+  `source_partition` INT,
+  `source_offset` BIGINT
+)
+PARTITIONED BY (`dt` STRING)
+STORED AS PARQUET
+LOCATION 'file://<WAREHOUSE>/sword_purchases';
+MSCK REPAIR TABLE `sword_purchases`;
