@@ -162,14 +162,103 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "writer".into())
 }
 
+/// What the source thread hands the router, in source order.
+enum Pumped {
+    /// Records polled (and how long the poll took).
+    Chunks(Vec<source::Chunk>, Duration),
+    /// Partitions gained or lost (after the chunks polled before it).
+    Assignment(source::Assignment),
+}
+
+/// What the router asks of the source thread.
+enum PumpCommand {
+    /// Continue a partition from this position.
+    Seek(i32, i64),
+    /// Everything below the position is committed.
+    Committed(i32, i64),
+}
+
+/// The source thread: polls, forwards chunks and assignment changes in
+/// order, carries out seeks and committed positions, keeps the lag gauge.
+/// The first chunk of a partition after an assignment or a seek is marked
+/// `reset`: only that one may start past the router's position (records
+/// gone from the source); any other gap is a stale chunk the router skips.
+fn pump(
+    mut source: Source,
+    tx: mpsc::SyncSender<Pumped>,
+    commands: mpsc::Receiver<PumpCommand>,
+    stop: &AtomicBool,
+    status: &Status,
+) {
+    let mut reset: std::collections::HashSet<i32> = Default::default();
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut last_lag = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                PumpCommand::Seek(p, pos) => {
+                    source.seek(p, pos);
+                    reset.insert(p);
+                }
+                PumpCommand::Committed(p, pos) => {
+                    source.committed(p, pos);
+                    committed.insert(p, pos);
+                }
+            }
+        }
+        let changes = source.take_assignment();
+        if !changes.revoked.is_empty() || !changes.assigned.is_empty() {
+            for p in &changes.revoked {
+                committed.remove(p);
+                status.lag.lock().unwrap().remove(p);
+            }
+            for (p, pos) in &changes.assigned {
+                reset.insert(*p);
+                committed.insert(*p, *pos);
+            }
+            if tx.send(Pumped::Assignment(changes)).is_err() {
+                break;
+            }
+        }
+        let t0 = Instant::now();
+        let mut chunks = source.poll(POLL_MAX, Duration::from_millis(100));
+        let took = t0.elapsed();
+        for c in &mut chunks {
+            c.reset = reset.remove(&c.partition);
+        }
+        if !chunks.is_empty() && tx.send(Pumped::Chunks(chunks, took)).is_err() {
+            break;
+        }
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            last_lag = Instant::now();
+            let mut lag = status.lag.lock().unwrap();
+            for (&p, &pos) in &committed {
+                if let Some(l) = source.lag(p, pos) {
+                    lag.insert(p, l);
+                    ::metrics::gauge!(metrics::LAG, "partition" => p.to_string()).set(l as f64);
+                }
+            }
+        }
+    }
+    // Positions committed while stopping.
+    while let Ok(cmd) = commands.try_recv() {
+        if let PumpCommand::Committed(p, pos) = cmd {
+            source.committed(p, pos);
+        }
+    }
+    if let Source::Kafka(k) = source {
+        k.close();
+    }
+}
+
 /// The router loop (see the module docs).
 fn run(
     config: WriterConfig,
-    mut source: Source,
+    source: Source,
     commits: Arc<Commits>,
     registry: Arc<Registry>,
     stop: &AtomicBool,
-    status: &Status,
+    status: &Arc<Status>,
 ) -> Result<()> {
     let (to_sink, sink_rx) = mpsc::sync_channel::<ToSink>(4);
     let (feedback_tx, feedback) = mpsc::channel::<FromSink>();
@@ -177,111 +266,123 @@ fn run(
     let sink_thread = std::thread::Builder::new()
         .name("writer-sink".into())
         .spawn(move || sink.run(sink_rx))?;
+    let (pumped_tx, pumped) = mpsc::sync_channel::<Pumped>(4);
+    let (commands, commands_rx) = mpsc::channel::<PumpCommand>();
+    let pump_stop = Arc::new(AtomicBool::new(false));
+    let pump_thread = {
+        let (stop, status) = (pump_stop.clone(), status.clone());
+        std::thread::Builder::new()
+            .name("writer-source".into())
+            .spawn(move || pump(source, pumped_tx, commands_rx, &stop, &status))?
+    };
     let mut router = Router::new(registry, config.plugin_wait, config.max_record_bytes);
 
     // Per assigned partition: the next position to route and its epoch.
     let mut next: HashMap<i32, (i64, u64)> = HashMap::new();
     let mut epochs = 0u64;
     let mut consume = Duration::ZERO;
-    let mut last_lag = Instant::now();
+    let mut last_times = Instant::now();
     let send = |msg: ToSink| {
         to_sink
             .send(msg)
             .map_err(|_| anyhow::anyhow!("the sink thread stopped"))
     };
 
-    while !stop.load(Ordering::SeqCst) {
-        while let Ok(msg) = feedback.try_recv() {
-            match msg {
-                FromSink::Committed { partition, next } => {
-                    source.committed(partition, next);
-                    status.committed.lock().unwrap().insert(partition, next);
+    let result = (|| -> Result<()> {
+        while !stop.load(Ordering::SeqCst) {
+            while let Ok(msg) = feedback.try_recv() {
+                match msg {
+                    FromSink::Committed { partition, next } => {
+                        let _ = commands.send(PumpCommand::Committed(partition, next));
+                        status.committed.lock().unwrap().insert(partition, next);
+                    }
+                    FromSink::Fenced { partition, epoch } => {
+                        if next.get(&partition).is_some_and(|(_, e)| *e == epoch) {
+                            let pos = commits.recover(partition)?;
+                            epochs += 1;
+                            next.insert(partition, (pos, epochs));
+                            let _ = commands.send(PumpCommand::Seek(partition, pos));
+                            send(ToSink::Assign {
+                                partition,
+                                epoch: epochs,
+                                start: pos,
+                            })?;
+                        }
+                    }
                 }
-                FromSink::Fenced { partition, epoch } => {
-                    if next.get(&partition).is_some_and(|(_, e)| *e == epoch) {
-                        let pos = commits.recover(partition)?;
+            }
+            let chunks = match pumped.recv_timeout(Duration::from_millis(50)) {
+                Ok(Pumped::Chunks(chunks, took)) => {
+                    consume += took;
+                    chunks
+                }
+                Ok(Pumped::Assignment(changes)) => {
+                    for p in changes.revoked {
+                        next.remove(&p);
+                        send(ToSink::Drop { partition: p })?;
+                    }
+                    for (p, pos) in changes.assigned {
                         epochs += 1;
-                        next.insert(partition, (pos, epochs));
-                        source.seek(partition, pos);
+                        next.insert(p, (pos, epochs));
+                        status.committed.lock().unwrap().insert(p, pos);
                         send(ToSink::Assign {
-                            partition,
+                            partition: p,
                             epoch: epochs,
                             start: pos,
                         })?;
                     }
+                    continue;
                 }
-            }
-        }
-        let changes = source.take_assignment();
-        for p in changes.revoked {
-            next.remove(&p);
-            status.lag.lock().unwrap().remove(&p);
-            send(ToSink::Drop { partition: p })?;
-        }
-        for (p, pos) in changes.assigned {
-            epochs += 1;
-            next.insert(p, (pos, epochs));
-            status.committed.lock().unwrap().insert(p, pos);
-            send(ToSink::Assign {
-                partition: p,
-                epoch: epochs,
-                start: pos,
-            })?;
-        }
-
-        let t0 = Instant::now();
-        let chunks = source.poll(POLL_MAX, Duration::from_millis(100));
-        consume += t0.elapsed();
-        for chunk in chunks {
-            let Some(&(from, epoch)) = next.get(&chunk.partition) else {
-                continue; // not (or no longer) ours
-            };
-            let Some(&last) = chunk.offsets.last() else {
-                continue;
-            };
-            if last < from {
-                continue;
-            }
-            if let Some(&first) = chunk.offsets.first()
-                && first > from
-            {
-                tracing::warn!(
-                    partition = chunk.partition,
-                    "records {from}..{first} are gone from the source (retention?); continuing at {first}"
-                );
-            }
-            let tables = router.route(&chunk, from);
-            next.insert(chunk.partition, (last + 1, epoch));
-            status
-                .routed
-                .lock()
-                .unwrap()
-                .insert(chunk.partition, last + 1);
-            send(ToSink::Chunk {
-                partition: chunk.partition,
-                epoch,
-                next: last + 1,
-                tables,
-            })?;
-        }
-
-        if last_lag.elapsed() >= Duration::from_secs(1) {
-            last_lag = Instant::now();
-            let committed = status.committed.lock().unwrap().clone();
-            let mut lag = status.lag.lock().unwrap();
-            for (&p, &pos) in &committed {
-                if next.contains_key(&p)
-                    && let Some(l) = source.lag(p, pos)
-                {
-                    lag.insert(p, l);
-                    ::metrics::gauge!(metrics::LAG, "partition" => p.to_string()).set(l as f64);
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the source thread stopped")
                 }
+            };
+            for chunk in chunks {
+                let Some(&(mut from, epoch)) = next.get(&chunk.partition) else {
+                    continue; // not (or no longer) ours
+                };
+                let (Some(&first), Some(&last)) = (chunk.offsets.first(), chunk.offsets.last())
+                else {
+                    continue;
+                };
+                if last < from {
+                    continue;
+                }
+                if first > from {
+                    if !chunk.reset {
+                        // Polled before a seek took effect: it will come again.
+                        continue;
+                    }
+                    tracing::warn!(
+                        partition = chunk.partition,
+                        "records {from}..{first} are gone from the source (retention?); continuing at {first}"
+                    );
+                    from = first;
+                }
+                let tables = router.route(&chunk, from);
+                next.insert(chunk.partition, (last + 1, epoch));
+                status
+                    .routed
+                    .lock()
+                    .unwrap()
+                    .insert(chunk.partition, last + 1);
+                send(ToSink::Chunk {
+                    partition: chunk.partition,
+                    epoch,
+                    next: last + 1,
+                    tables,
+                })?;
             }
-            let mut times = status.times.lock().unwrap();
-            times.consume = consume;
-            times.route = router.times;
+            if last_times.elapsed() >= Duration::from_secs(1) {
+                last_times = Instant::now();
+                let mut times = status.times.lock().unwrap();
+                times.consume = consume;
+                times.route = router.times;
+            }
         }
-    }
+        Ok(())
+    })();
 
     tracing::info!("writer stopping: final commit");
     let _ = to_sink.send(ToSink::Stop);
@@ -291,18 +392,20 @@ fn run(
         .map_err(|_| anyhow::anyhow!("the sink thread panicked"))?;
     while let Ok(msg) = feedback.try_recv() {
         if let FromSink::Committed { partition, next } = msg {
-            source.committed(partition, next);
+            let _ = commands.send(PumpCommand::Committed(partition, next));
             status.committed.lock().unwrap().insert(partition, next);
         }
     }
+    pump_stop.store(true, Ordering::SeqCst);
+    drop(pumped);
+    pump_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
     let mut times = status.times.lock().unwrap();
     times.consume = consume;
     times.route = router.times;
     times.sink = sink_times;
     drop(times);
-    if let Source::Kafka(k) = source {
-        k.close();
-    }
     tracing::info!("writer stopped");
-    Ok(())
+    result
 }

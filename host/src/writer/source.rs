@@ -29,6 +29,8 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// Record `i` is `data[ends[i-1]..ends[i]]`.
     pub ends: Vec<usize>,
+    /// The first chunk of the partition since it was assigned or sought.
+    pub reset: bool,
 }
 
 impl Chunk {
