@@ -1,11 +1,14 @@
 //! The stream writer: events -> plugins -> Arrow -> Parquet tables, exactly
 //! once.
 //!
-//! Two threads. The **router** thread polls the [`source`] (Kafka or the
-//! embedded log), keeps each partition's position, and turns records into
-//! table batches ([`router`]). The **sink** thread encodes them into Parquet
-//! and commits them ([`sink`], [`commit`]) to the [`warehouse`]. The
-//! positions a writer resumes from are the warehouse's commit records.
+//! Three threads joined by bounded channels. The **source** thread polls
+//! the [`source`] (Kafka or the embedded log) and forwards chunks and
+//! assignment changes in order. The **router** thread keeps each
+//! partition's position (accepting only records contiguous with it) and
+//! turns records into table batches ([`router`]). The **sink** thread
+//! encodes them into Parquet and commits them ([`sink`], [`commit`]) to the
+//! [`warehouse`]. The positions a writer resumes from are the warehouse's
+//! commit records.
 
 pub mod commit;
 pub mod metrics;
