@@ -268,7 +268,7 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
         let t = *status.times.lock().unwrap();
         println!(
             "{kind:5} run {i}: {events} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s \
-             | router thread: consume {:.2} s, decode+route {:.2} s, plugins {:.2} s, arrow {:.2} s \
+             | source thread: poll {:.2} s | router thread: decode+route {:.2} s, plugins {:.2} s, arrow {:.2} s \
              | sink thread: parquet encode {:.2} s, files+commit I/O {:.2} s",
             events as f64 / secs,
             bytes as f64 / 1e6 / secs,

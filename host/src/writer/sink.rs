@@ -15,7 +15,7 @@ use arrow_schema::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::commit::{CommitOutcome, Commits, PendingFile};
 use super::metrics as m;
@@ -107,6 +107,9 @@ fn properties() -> WriterProperties {
         .set_column_dictionary_enabled("event_id".into(), false)
         .set_column_dictionary_enabled("raw_event".into(), false)
         .set_column_dictionary_enabled("raw".into(), false)
+        // Unique, long values: min/max statistics would only cost time.
+        .set_column_statistics_enabled("raw_event".into(), EnabledStatistics::None)
+        .set_column_statistics_enabled("raw".into(), EnabledStatistics::None)
         .set_created_by(format!("eventsift {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
