@@ -306,22 +306,10 @@ fn freshness(trigger: Duration, duration: Duration) {
         ..Config::default()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (api, writer) = rt.block_on(async {
-        let p = eventsift::daemon::Plugins::start(&config).unwrap();
-        let transport = eventsift::daemon::transport(&config).unwrap();
-        let (c, t, r) = (config.clone(), transport.clone(), p.registry.clone());
-        let writer = tokio::task::spawn_blocking(move || {
-            eventsift::daemon::start_writer(&c, &t, r).unwrap()
-        })
-        .await
+    let serve = rt
+        .block_on(eventsift::daemon::Serve::start(&config))
         .unwrap();
-        let api = eventsift::daemon::RunningApi::start(&config, p.registry.clone(), transport)
-            .await
-            .unwrap();
-        std::mem::forget(p); // keep the watcher for the process's life
-        (api, writer)
-    });
-    let base = format!("http://{}", api.addr);
+    let base = format!("http://{}", serve.api.addr);
     let wh = Warehouse::open(&config.warehouse).unwrap();
 
     // The reader: records when each event id first becomes visible.
@@ -405,6 +393,5 @@ fn freshness(trigger: Duration, duration: Duration) {
         q(0.95),
         lat[lat.len() - 1]
     );
-    rt.block_on(api.stop()).unwrap();
-    writer.stop().unwrap();
+    rt.block_on(serve.stop()).unwrap();
 }

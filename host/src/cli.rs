@@ -9,7 +9,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::Config;
 use crate::plugin::sandbox::Limits;
 use crate::plugin::{CONTRACT, LoadedPlugin, Registry, Runtime, RuntimeConfig};
-use crate::transport::Transport;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -291,33 +290,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let plugins = crate::daemon::Plugins::start(&config)?;
-        let transport = crate::daemon::transport(&config)?;
         tracing::info!(
-            transport = transport.name(),
+            kafka = config.kafka.as_deref().unwrap_or("(embedded log)"),
             plugins = %config.plugins.display(),
             "eventsift {} starting",
             if api_only { "api" } else { "serve" }
         );
-        let writer = if api_only {
-            None
+        if api_only {
+            let plugins = crate::daemon::Plugins::start(&config)?;
+            let transport = crate::daemon::transport(&config)?;
+            let api =
+                crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport)
+                    .await?;
+            crate::daemon::shutdown_signal().await;
+            tracing::info!("shutting down");
+            api.stop().await
         } else {
-            // Off the async threads: opening a warehouse blocks.
-            let (c, t, r) = (config.clone(), transport.clone(), plugins.registry.clone());
-            Some(
-                tokio::task::spawn_blocking(move || crate::daemon::start_writer(&c, &t, r))
-                    .await??,
-            )
-        };
-        let api =
-            crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport).await?;
-        crate::daemon::shutdown_signal().await;
-        tracing::info!("shutting down");
-        api.stop().await?;
-        if let Some(writer) = writer {
-            tokio::task::spawn_blocking(move || writer.stop()).await??;
+            let serve = crate::daemon::Serve::start(&config).await?;
+            crate::daemon::shutdown_signal().await;
+            tracing::info!("shutting down");
+            serve.stop().await
         }
-        Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -441,6 +434,7 @@ fn tables(warehouse: &str) -> Result<ExitCode> {
             Ok(wh) => wh,
             Err(e) => return Ok(query_failed(e)),
         };
+        let last_commits = wh.last_commits().await;
         let mut out = String::new();
         if wh.tables.is_empty() {
             let _ = writeln!(out, "no tables in {}", wh.root);
@@ -469,7 +463,7 @@ fn tables(warehouse: &str) -> Result<ExitCode> {
                 t.files,
                 t.bytes,
                 t.partitions.iter().cloned().collect::<Vec<_>>().join(","),
-                t.last_commit.as_deref().unwrap_or("unknown")
+                last_commits.get(&t.name).map_or("unknown", String::as_str)
             );
             let _ = writeln!(out, "  location {}", t.location);
             for f in t.schema.fields() {

@@ -58,6 +58,39 @@ pub fn transport(config: &Config) -> Result<Arc<AnyTransport>> {
     }))
 }
 
+/// `eventsift serve` running: plugins, transport, the writer on it and the API.
+pub struct Serve {
+    pub plugins: Plugins,
+    pub transport: Arc<AnyTransport>,
+    pub writer: Writer,
+    pub api: RunningApi,
+}
+
+impl Serve {
+    pub async fn start(config: &Config) -> Result<Serve> {
+        let plugins = Plugins::start(config)?;
+        let transport = transport(config)?;
+        // Off the async threads: opening a warehouse blocks.
+        let (c, t, r) = (config.clone(), transport.clone(), plugins.registry.clone());
+        let writer = tokio::task::spawn_blocking(move || start_writer(&c, &t, r)).await??;
+        let api = RunningApi::start(config, plugins.registry.clone(), transport.clone()).await?;
+        Ok(Serve {
+            plugins,
+            transport,
+            writer,
+            api,
+        })
+    }
+
+    /// Stops the API (in-flight requests finish), then the writer (final commit).
+    pub async fn stop(self) -> Result<()> {
+        self.api.stop().await?;
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.stop()).await??;
+        Ok(())
+    }
+}
+
 /// The writer's settings from the daemon configuration.
 pub fn writer_config(config: &Config) -> WriterConfig {
     WriterConfig {

@@ -82,25 +82,20 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         println!("eventsift demo: serve on the embedded log, warehouse {}", config.warehouse);
-        let p = crate::daemon::Plugins::start(&config)?;
+        let serve = crate::daemon::Serve::start(&config).await?;
+        let AnyTransport::Embedded(log) = &*serve.transport else {
+            bail!("the demo runs on the embedded log");
+        };
+        let log = log.clone();
         // The watcher loads files once they are 500 ms old.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while p.registry.snapshot().len() < SEED_PLUGINS.len() {
+        while serve.plugins.registry.snapshot().len() < SEED_PLUGINS.len() {
             if Instant::now() > deadline {
                 bail!("the bundled plugins did not load");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let transport = crate::daemon::transport(&config)?;
-        let AnyTransport::Embedded(log) = &*transport else {
-            bail!("the demo runs on the embedded log");
-        };
-        let log = log.clone();
-        let (c, t, r) = (config.clone(), transport.clone(), p.registry.clone());
-        let writer =
-            tokio::task::spawn_blocking(move || crate::daemon::start_writer(&c, &t, r)).await??;
-        let api = crate::daemon::RunningApi::start(&config, p.registry.clone(), transport).await?;
-        let base = format!("http://{}", api.addr);
+        let base = format!("http://{}", serve.api.addr);
 
         // The seed's load; spellbook.wasm is dropped in half way.
         let requests = Arc::new(loadgen::seed_requests());
@@ -163,7 +158,7 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
         let end = log.end_offset() as i64;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let committed = writer.status.committed.lock().unwrap().get(&0).copied();
+            let committed = serve.writer.status.committed.lock().unwrap().get(&0).copied();
             if committed.is_some_and(|c| c >= end) {
                 break;
             }
@@ -172,9 +167,7 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        api.stop().await?;
-        tokio::task::spawn_blocking(move || writer.stop()).await??;
-        drop(p);
+        serve.stop().await?;
 
         let wh = crate::query::Warehouse::open(&config.warehouse).await?;
         for (title, sql, ordered) in [

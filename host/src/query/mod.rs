@@ -50,8 +50,6 @@ pub struct TableInfo {
     pub files: usize,
     pub bytes: u64,
     pub partitions: BTreeSet<String>,
-    /// Newest commit record naming one of its files (RFC 3339).
-    pub last_commit: Option<String>,
 }
 
 /// A warehouse opened for queries.
@@ -60,6 +58,9 @@ pub struct Warehouse {
     pub tables: Vec<TableInfo>,
     /// `file:///abs/path/` or `hdfs://host:port/path/`.
     pub root: String,
+    store: Arc<dyn ObjectStore>,
+    /// The warehouse's path in `store`.
+    base: String,
 }
 
 /// `(object store URL, path of the warehouse in that store)`.
@@ -123,7 +124,6 @@ impl Warehouse {
             .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
             .collect();
         names.sort();
-        let last_commits = last_commits(&*store, &base).await;
 
         let mut tables = Vec::new();
         for name in names {
@@ -170,7 +170,6 @@ impl Warehouse {
             ctx.register_table(name.as_str(), Arc::new(table))
                 .map_err(QueryError::from_any)?;
             tables.push(TableInfo {
-                last_commit: last_commits.get(&name).cloned(),
                 name,
                 location,
                 schema,
@@ -179,7 +178,13 @@ impl Warehouse {
                 partitions,
             });
         }
-        Ok(Warehouse { ctx, tables, root })
+        Ok(Warehouse {
+            ctx,
+            tables,
+            root,
+            store,
+            base,
+        })
     }
 
     /// Runs one SQL statement and collects its result.
@@ -189,7 +194,14 @@ impl Warehouse {
     }
 }
 
-/// The newest `committed_at` of each table, from the commit records.
+impl Warehouse {
+    /// The newest `committed_at` of each table, from the commit records
+    /// (read on demand: only `eventsift tables` needs them).
+    pub async fn last_commits(&self) -> BTreeMap<String, String> {
+        last_commits(&*self.store, &self.base).await
+    }
+}
+
 async fn last_commits(store: &dyn ObjectStore, base: &str) -> BTreeMap<String, String> {
     let prefix = StorePath::from(format!("{base}/{META_DIR}/commits").trim_start_matches('/'));
     let mut out: BTreeMap<String, String> = BTreeMap::new();

@@ -2,8 +2,7 @@
 //! restart it, and check that every acknowledged event reached the tables
 //! (through the log and the writer) exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,39 +10,26 @@ use eventsift::transport::embedded::EmbeddedLog;
 use eventsift_test_artifacts as artifacts;
 
 use crate::support::*;
+use crate::writer::Proc;
 
-struct Daemon {
-    child: Child,
-    base: String,
-}
-
-fn start(plugins: &std::path::Path, data: &std::path::Path) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eventsift"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
-        .arg(plugins)
-        .arg("--data-dir")
-        .arg(data)
-        .arg("--warehouse")
-        .arg(data.join("wh"))
-        .args(["--flush-interval", "500ms"])
-        .env("EVENTSIFT_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("API listening on http://") {
-                let _ = tx.send(line[at + "API listening on ".len()..].trim().to_owned());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon did not start within 60 s");
-    Daemon { child, base }
+fn start(plugins: &std::path::Path, data: &std::path::Path) -> Proc {
+    let wh = data.join("wh");
+    Proc::start(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--warehouse",
+            wh.to_str().unwrap(),
+            "--flush-interval",
+            "500ms",
+        ],
+        &[],
+    )
 }
 
 /// Sends sword purchases from several clients until `stop`, recording the
@@ -98,7 +84,7 @@ fn kill_9_loses_no_acknowledged_event() {
     for round in 0..3 {
         let mut daemon = start(plugins.path(), data.path());
         let killer = {
-            let pid = daemon.child.id();
+            let pid = daemon.pid();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(1500 + 300 * round));
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -106,23 +92,13 @@ fn kill_9_loses_no_acknowledged_event() {
         };
         load(&daemon.base, acked.clone(), Duration::from_secs(20));
         killer.join().unwrap();
-        let _ = daemon.child.wait();
+        daemon.wait(Duration::from_secs(30));
     }
 
     // A clean run after the crashes: it serves and shuts down gracefully.
     let mut daemon = start(plugins.path(), data.path());
     load(&daemon.base, acked.clone(), Duration::from_millis(300));
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = daemon.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = daemon.term();
     assert!(status.success(), "SIGTERM exits 0, got {status}");
 
     // The writer inside `serve` committed everything to the warehouse and

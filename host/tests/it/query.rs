@@ -41,26 +41,12 @@ fn csv_rows(warehouse: &str, sql: &str) -> Vec<String> {
 }
 
 fn current_year() -> i64 {
-    let secs = std::time::SystemTime::now()
+    use eventsift::writer::table::{date_string, day_of};
+    let micros = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    // Days to civil year, good for the next few centuries.
-    let days = secs / 86_400;
-    let mut year = 1970;
-    let mut d = days;
-    loop {
-        let len = if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 {
-            366
-        } else {
-            365
-        };
-        if d < len {
-            return year;
-        }
-        d -= len;
-        year += 1;
-    }
+        .as_micros() as i64;
+    date_string(day_of(micros))[..4].parse().unwrap()
 }
 
 /// The classic stack's two queries, exactly as written, after the seed's load.

@@ -71,6 +71,10 @@ impl Proc {
         Proc { child, base, log }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -89,7 +93,7 @@ impl Proc {
             .unwrap_or_else(|| panic!("no exit within 60 s of SIGTERM:\n{}", self.logs()))
     }
 
-    fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -141,30 +145,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// The seed's generate_data.sh: (requests, Host header, path).
-const SEED_LOAD: &[(usize, &str, &str)] = &[
-    (100, "user1.comcast.com", "/purchase_a_sword/red/2"),
-    (100, "user2.comcast.com", "/purchase_a_sword/red/3"),
-    (500, "user3.comcast.com", "/purchase_a_sword/red/1"),
-    (200, "user1.comcast.com", "/purchase_a_sword/blue/1"),
-    (200, "user2.comcast.com", "/purchase_a_sword/blue/2"),
-    (10, "user3.comcast.com", "/purchase_a_sword/blue/3"),
-    (300, "user1.comcast.com", "/purchase_a_sword/green/1"),
-    (100, "user2.comcast.com", "/purchase_a_sword/green/1"),
-    (100, "user3.comcast.com", "/purchase_a_sword/green/1"),
-    (100, "user1.comcast.com", "/purchase_a_horse/1/small/1"),
-    (500, "user2.comcast.com", "/purchase_a_horse/1/small/1"),
-    (200, "user3.comcast.com", "/purchase_a_horse/1/small/1"),
-    (200, "user1.comcast.com", "/purchase_a_horse/1/medium/2"),
-    (400, "user2.comcast.com", "/purchase_a_horse/1/medium/1"),
-    (300, "user3.comcast.com", "/purchase_a_horse/1/medium/1"),
-    (50, "user1.comcast.com", "/purchase_a_horse/1/large/1"),
-    (50, "user2.comcast.com", "/purchase_a_horse/1/large/1"),
-    (500, "user3.comcast.com", "/purchase_a_horse/1/large/1"),
-    (200, "user1.comcast.com", "/guild/join"),
-    (100, "user1.comcast.com", "/guild/leave"),
-];
-
 /// POSTs `requests` (Host, path) with 32 clients; returns the acknowledged ids.
 pub fn post_all(base: &str, requests: Vec<(String, String)>) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -215,10 +195,11 @@ pub fn post_all(base: &str, requests: Vec<(String, String)>) -> Vec<String> {
     })
 }
 
+/// The seed's generate_data.sh as (Host, path) pairs, all POST.
 fn seed_requests() -> Vec<(String, String)> {
-    SEED_LOAD
-        .iter()
-        .flat_map(|&(n, host, path)| std::iter::repeat_n((host.to_owned(), path.to_owned()), n))
+    eventsift::loadgen::seed_requests()
+        .into_iter()
+        .map(|r| (r.host, r.path))
         .collect()
 }
 
