@@ -244,6 +244,7 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
                 brokers: brokers.clone(),
                 topic: topic.clone(),
                 group,
+                options: Default::default(),
             }),
             registry.clone(),
         )

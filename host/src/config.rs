@@ -2,6 +2,7 @@
 //! `EVENTSIFT_*` environment variables, then flags (each overriding the one
 //! before). Unknown keys in the file are an error naming the key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,16 @@ pub struct Config {
     pub max_buffer_mib: usize,
     /// Rows per source partition after which the writer commits early.
     pub max_file_rows: u64,
+    /// librdkafka properties for the API's producer (TOML table
+    /// `[kafka_producer]`), applied over eventsift's own settings, e.g.
+    /// `"linger.ms" = "2"`. `enable.idempotence` and `acks` cannot be
+    /// weakened: an acknowledged event must be durable.
+    pub kafka_producer: BTreeMap<String, String>,
+    /// librdkafka properties for the writer's consumer (TOML table
+    /// `[kafka_consumer]`), applied over eventsift's own settings.
+    /// `enable.auto.commit`, `enable.auto.offset.store` and `group.id`
+    /// are eventsift's (the warehouse holds the positions).
+    pub kafka_consumer: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -71,6 +82,8 @@ impl Default for Config {
             plugin_wait: Duration::from_secs(30),
             max_buffer_mib: 256,
             max_file_rows: 1_000_000,
+            kafka_producer: BTreeMap::new(),
+            kafka_consumer: BTreeMap::new(),
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn transport(config: &Config) -> Result<Arc<AnyTransport>> {
             brokers: brokers.clone(),
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
+            options: config.kafka_producer.clone(),
         })?),
         None => AnyTransport::Embedded(EmbeddedLog::open(&config.log_dir())?),
     }))
@@ -135,6 +136,7 @@ pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Wr
             brokers,
             topic: config.topic.clone(),
             group: config.group.clone(),
+            options: config.kafka_consumer.clone(),
         }),
         registry,
     )
@@ -246,7 +248,9 @@ impl RunningApi {
         let addr = listener.local_addr()?;
         let state = ApiState::new(registry, transport, config.max_body_bytes);
         let (tx, rx) = oneshot::channel::<()>();
-        let app = api::router(state.clone());
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(
+            api::ApiService::new(state.clone()),
+        );
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {

@@ -89,14 +89,16 @@ pub fn validate<P: Plugin>(fields: &str) -> Result<(String, String), String> {
         if i > 0 {
             json.push(',');
         }
-        push_json_str(&mut json, spec.name);
+        crate::json::push_str(&mut json, spec.name);
         json.push(':');
         if col.is_null(0) {
             json.push_str("null");
             continue;
         }
         match &col.values {
-            ColumnValues::Text { .. } => push_json_str(&mut json, col.text(0).unwrap_or_default()),
+            ColumnValues::Text { .. } => {
+                crate::json::push_str(&mut json, col.text(0).unwrap_or_default())
+            }
             ColumnValues::Int64(v) | ColumnValues::Timestamp(v) => {
                 let _ = write!(json, "{}", v[0]);
             }
@@ -109,8 +111,4 @@ pub fn validate<P: Plugin>(fields: &str) -> Result<(String, String), String> {
     }
     json.push('}');
     Ok((json, reply.into_owned()))
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
 }

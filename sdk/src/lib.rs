@@ -47,6 +47,7 @@ mod columns;
 mod driver;
 mod event;
 mod info;
+pub mod json;
 mod scan;
 pub mod testing;
 #[cfg(target_arch = "wasm32")]

@@ -5,6 +5,7 @@
 //!   "timestamp":"2026-11-28T18:00:00.123456Z","host":"user1.comcast.com",
 //!   "user_agent":"ApacheBench/2.3","accept":"*/*","color":"red","quantity":2}`
 
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::time::SystemTime;
 
@@ -16,10 +17,66 @@ pub struct RequestMeta<'a> {
     pub accept: Option<&'a str>,
 }
 
+/// A new event id: a UUIDv7 carrying `received`'s millisecond, so the id
+/// and the envelope's `timestamp` agree. The 74 random bits come from the
+/// OS generator, fetched 4 KiB at a time per thread (one `getrandom` call
+/// per 409 ids instead of one per id).
+pub fn new_event_id(received: SystemTime) -> uuid::Uuid {
+    const POOL: usize = 4096;
+    const TAKE: usize = 10;
+    struct Pool {
+        bytes: [u8; POOL],
+        used: usize,
+    }
+    thread_local! {
+        static RANDOM: RefCell<Pool> = const { RefCell::new(Pool { bytes: [0; POOL], used: POOL }) };
+    }
+    let mut random = [0u8; TAKE];
+    RANDOM.with_borrow_mut(|pool| {
+        if pool.used + TAKE > POOL {
+            if getrandom::fill(&mut pool.bytes).is_err() {
+                // No OS randomness (never seen on Linux): std's randomly
+                // keyed hasher over a counter.
+                use std::hash::{BuildHasher, Hasher};
+                let keys = std::hash::RandomState::new();
+                for (i, chunk) in pool.bytes.chunks_mut(8).enumerate() {
+                    let mut h = keys.build_hasher();
+                    h.write_usize(i);
+                    chunk.copy_from_slice(&h.finish().to_le_bytes()[..chunk.len()]);
+                }
+            }
+            pool.used = 0;
+        }
+        random.copy_from_slice(&pool.bytes[pool.used..pool.used + TAKE]);
+        pool.used += TAKE;
+    });
+    let millis = received
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
+/// An event id as text (36 bytes, hyphenated, lower case), without a
+/// formatter or an allocation.
+pub struct EventIdText([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl EventIdText {
+    pub fn new(id: &uuid::Uuid) -> Self {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        id.hyphenated().encode_lower(&mut buf);
+        EventIdText(buf)
+    }
+
+    pub fn as_str(&self) -> &str {
+        // encode_lower writes ASCII hex digits and hyphens only.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 /// Builds the envelope. `fields` is the JSON object a plugin's `validate`
 /// returned (checked by the host to be an object).
 pub fn build(
-    event_id: &uuid::Uuid,
+    event_id: &EventIdText,
     event_type: &str,
     plugin_version: &str,
     received: SystemTime,
@@ -28,7 +85,7 @@ pub fn build(
 ) -> String {
     let mut out = String::with_capacity(192 + fields.len());
     out.push_str("{\"event_id\":\"");
-    let _ = write!(out, "{}", event_id.hyphenated());
+    out.push_str(event_id.as_str());
     out.push_str("\",\"event_type\":");
     push_str(&mut out, event_type);
     out.push_str(",\"plugin_version\":");
@@ -63,30 +120,7 @@ fn push_opt(out: &mut String, value: Option<&str>) {
 }
 
 /// Appends `s` as a JSON string.
-pub fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(escape);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
+pub use eventsift_sdk::json::push_str;
 
 #[cfg(test)]
 mod tests {
@@ -102,7 +136,7 @@ mod tests {
             accept: None,
         };
         let env = build(
-            &id,
+            &EventIdText::new(&id),
             "purchase_sword",
             "0.1.0",
             t,
@@ -116,7 +150,7 @@ mod tests {
         assert_eq!(v["user_agent"], "ab \"2.3\"\n");
         assert_eq!(v["accept"], serde_json::Value::Null);
         assert_eq!(v["quantity"], 2);
-        let empty = build(&id, "default", "0.1.0", t, &meta, "{}");
+        let empty = build(&EventIdText::new(&id), "default", "0.1.0", t, &meta, "{}");
         assert!(
             serde_json::from_str::<serde_json::Value>(&empty).is_ok(),
             "{empty}"
@@ -124,5 +158,20 @@ mod tests {
         let mut s = String::new();
         push_str(&mut s, "\u{1}é");
         assert_eq!(s, "\"\\u0001é\"");
+    }
+
+    #[test]
+    fn event_ids_are_v7_distinct_and_carry_the_millisecond() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_764_352_800_123);
+        let ids: std::collections::HashSet<uuid::Uuid> =
+            (0..2000).map(|_| new_event_id(t)).collect();
+        assert_eq!(ids.len(), 2000);
+        for id in &ids {
+            assert_eq!(id.get_version_num(), 7);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+            assert_eq!((secs, nanos), (1_764_352_800, 123_000_000));
+            assert_eq!(EventIdText::new(id).as_str(), id.hyphenated().to_string());
+        }
     }
 }

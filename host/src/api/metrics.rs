@@ -1,8 +1,11 @@
 //! Prometheus metrics of the API: requests by route and status, events
 //! published by type, rejections by reason, publish latency, plugins loaded.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const REQUESTS: &str = "eventsift_http_requests_total";
@@ -36,7 +39,82 @@ pub fn handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // A recorder installed earlier in this process (tests) keeps serving.
             let _ = metrics::set_global_recorder(recorder);
+            // Histogram samples wait in a buffer until they are folded into
+            // the buckets: fold them every few seconds, so memory stays
+            // bounded when nobody scrapes `/metrics`.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
             handle
         })
         .clone()
+}
+
+/// The API's per-request metrics as registered handles: the request path
+/// increments an atomic, without building a labelled key (two to four
+/// allocations and a registry lookup) per request.
+pub struct ApiMetrics {
+    /// By route label, then status code.
+    requests: RwLock<HashMap<Box<str>, Vec<(u16, Counter)>>>,
+    /// By event type.
+    published: RwLock<HashMap<Box<str>, Counter>>,
+    pub publish_latency: Histogram,
+}
+
+impl Default for ApiMetrics {
+    fn default() -> Self {
+        ApiMetrics {
+            requests: RwLock::default(),
+            published: RwLock::default(),
+            publish_latency: metrics::histogram!(PUBLISH_LATENCY),
+        }
+    }
+}
+
+impl ApiMetrics {
+    /// Counts one request on `route` answered with `status`.
+    pub fn request(&self, route: &str, status: u16) {
+        let known = self.requests.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = known
+            .get(route)
+            .and_then(|by_status| by_status.iter().find(|(s, _)| *s == status))
+        {
+            c.increment(1);
+            return;
+        }
+        drop(known);
+        let counter = metrics::counter!(REQUESTS, "route" => route.to_owned(), "status" => status.to_string());
+        counter.increment(1);
+        let mut known = self.requests.write().unwrap_or_else(|p| p.into_inner());
+        let by_status = known.entry(route.into()).or_default();
+        if !by_status.iter().any(|(s, _)| *s == status) {
+            by_status.push((status, counter));
+        }
+    }
+
+    /// Counts one event of `event_type` published.
+    pub fn published(&self, event_type: &str) {
+        if let Some(c) = self
+            .published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event_type)
+        {
+            c.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(PUBLISHED, "event_type" => event_type.to_owned());
+        counter.increment(1);
+        self.published
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(event_type.into())
+            .or_insert(counter);
+    }
 }

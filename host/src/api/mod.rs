@@ -14,14 +14,14 @@ use std::time::{Instant, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::plugin::{LoadedPlugin, Registry, Validated};
 use crate::transport::{AnyTransport, PublishError, Transport};
-use envelope::RequestMeta;
+use envelope::{EventIdText, RequestMeta};
 
 pub use routes::RouteTable;
 
@@ -35,6 +35,7 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     routes: RouteTable,
     metrics: ::metrics_exporter_prometheus::PrometheusHandle,
+    counters: metrics::ApiMetrics,
 }
 
 impl ApiState {
@@ -49,19 +50,75 @@ impl ApiState {
             max_body_bytes,
             routes: RouteTable::default(),
             metrics: metrics::handle(),
+            counters: metrics::ApiMetrics::default(),
         })
     }
 }
 
-/// The API's router.
+/// The axum router of the fixed routes (plugin routes as its fallback).
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(render_metrics))
         .route("/plugins", get(list_plugins))
         .route("/events/{event_type}", post(post_event))
-        .fallback(plugin_route)
+        .fallback(|State(state): State<Arc<ApiState>>, request: Request| {
+            plugin_route(state, request)
+        })
         .with_state(state)
+}
+
+/// The API as one service: plugin routes, the per-event hot path, are
+/// matched first-hand against the [`RouteTable`] (no axum routing,
+/// extension map or extractor clones per event); the fixed routes, which
+/// take precedence over plugin routes, go through [`router`].
+#[derive(Clone)]
+pub struct ApiService {
+    state: Arc<ApiState>,
+    fixed: Router,
+}
+
+impl ApiService {
+    pub fn new(state: Arc<ApiState>) -> Self {
+        ApiService {
+            fixed: router(state.clone()),
+            state,
+        }
+    }
+
+    /// Paths of the fixed routes (and what lies under `/events/`).
+    fn is_fixed(path: &str) -> bool {
+        matches!(path, "/healthz" | "/metrics" | "/plugins") || path.starts_with("/events/")
+    }
+}
+
+impl tower_service::Service<Request> for ApiService {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::Either<
+        <Router as tower_service::Service<Request>>::Future,
+        futures::future::BoxFuture<'static, Result<Response, std::convert::Infallible>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        // Both halves are always ready (axum's router is).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use futures::FutureExt;
+        if Self::is_fixed(request.uri().path()) {
+            futures::future::Either::Left(self.fixed.call(request))
+        } else {
+            let state = self.state.clone();
+            futures::future::Either::Right(
+                async move { Ok(plugin_route(state, request).await) }.boxed(),
+            )
+        }
+    }
 }
 
 /// An error reply: status and `{"error": message}`.
@@ -97,12 +154,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn count_request(route: &str, status: StatusCode) {
-    ::metrics::counter!(metrics::REQUESTS, "route" => route.to_owned(), "status" => status.as_u16().to_string())
-        .increment(1);
-}
-
-fn finish(route: &str, result: Result<Response, ApiError>) -> Response {
+fn finish(state: &ApiState, route: &str, result: Result<Response, ApiError>) -> Response {
     let response = match result {
         Ok(r) => r,
         Err(e) => {
@@ -110,7 +162,7 @@ fn finish(route: &str, result: Result<Response, ApiError>) -> Response {
             e.into_response()
         }
     };
-    count_request(route, response.status());
+    state.counters.request(route, response.status().as_u16());
     response
 }
 
@@ -124,13 +176,13 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
             format!("{} transport is not writable\n", state.transport.name()),
         )
     };
-    count_request("/healthz", status);
+    state.counters.request("/healthz", status.as_u16());
     (status, text).into_response()
 }
 
 async fn render_metrics(State(state): State<Arc<ApiState>>) -> Response {
     ::metrics::gauge!(metrics::PLUGINS_LOADED).set(state.registry.snapshot().len() as f64);
-    count_request("/metrics", StatusCode::OK);
+    state.counters.request("/metrics", 200);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -163,7 +215,7 @@ async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
             loaded_at: humantime::format_rfc3339_millis(p.loaded_at).to_string(),
         })
         .collect();
-    count_request("/plugins", StatusCode::OK);
+    state.counters.request("/plugins", 200);
     axum::Json(views).into_response()
 }
 
@@ -171,9 +223,10 @@ async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
 async fn post_event(
     State(state): State<Arc<ApiState>>,
     Path(event_type): Path<String>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     const ROUTE: &str = "/events/{event_type}";
     let result = async {
         let plugin = state.registry.get(&event_type).ok_or_else(|| {
@@ -191,51 +244,54 @@ async fn post_event(
                 "the body is not valid UTF-8",
             )
         })?;
-        let (event_id, _reply) = accept(&state, &plugin, text, &headers).await?;
+        let (event_id, _reply) = accept(&state, &plugin, text, headers).await?;
         let mut body = String::with_capacity(52);
         body.push_str("{\"event_id\":\"");
-        body.push_str(&event_id);
+        body.push_str(event_id.as_str());
         body.push_str("\"}");
-        Ok(ok_response(&event_id, "application/json", body))
+        Ok(ok_response(&event_id, JSON, body))
     }
     .await;
-    finish(ROUTE, result)
+    finish(&state, ROUTE, result)
 }
 
 /// Every other request: a plugin's route, or 404.
-async fn plugin_route(
-    State(state): State<Arc<ApiState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
+    // By reference: axum's `HeaderMap` and `Uri` extractors would clone them.
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
     let snapshot = state.registry.snapshot();
     let table = state.routes.current(&snapshot);
-    let Some(found) = table.find(&method, uri.path()) else {
+    let Some(found) = table.find(method, uri.path()) else {
         let e = ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
             format!("no route for {method} {}", uri.path()),
         );
-        return finish("unmatched", Err(e));
+        return finish(&state, "unmatched", Err(e));
     };
     let label = found.label.clone();
     let result = async {
         let fields = found
             .fields()
             .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "validation", why))?;
-        let (event_id, reply) = accept(&state, &found.plugin, &fields, &headers).await?;
-        Ok(ok_response(&event_id, "text/plain; charset=utf-8", reply))
+        let (event_id, reply) = accept(&state, &found.plugin, &fields, headers).await?;
+        Ok(ok_response(&event_id, TEXT, reply))
     }
     .await;
-    finish(&label, result)
+    finish(&state, &label, result)
 }
 
-fn ok_response(event_id: &str, content_type: &'static str, body: String) -> Response {
-    let mut response =
-        (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response();
-    if let Ok(v) = HeaderValue::from_str(event_id) {
-        response.headers_mut().insert(EVENT_ID_HEADER, v);
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// `200` with `X-Event-Id`, built directly (no `IntoResponse` layers).
+fn ok_response(event_id: &EventIdText, content_type: HeaderValue, body: String) -> Response {
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.reserve(2);
+    headers.insert(header::CONTENT_TYPE, content_type);
+    if let Ok(v) = HeaderValue::from_str(event_id.as_str()) {
+        headers.insert(EVENT_ID_HEADER, v);
     }
     response
 }
@@ -259,7 +315,7 @@ async fn accept(
     plugin: &LoadedPlugin,
     fields: &str,
     headers: &HeaderMap,
-) -> Result<(String, String), ApiError> {
+) -> Result<(EventIdText, String), ApiError> {
     let (fields, reply) = match plugin.validate(fields) {
         Validated::Accepted { fields, reply } => (fields, reply),
         Validated::Rejected(reason) => {
@@ -281,12 +337,13 @@ async fn accept(
         user_agent: user_agent.as_deref(),
         accept: accept.as_deref(),
     };
-    let event_id = uuid::Uuid::now_v7();
+    let received = SystemTime::now();
+    let event_id = EventIdText::new(&envelope::new_event_id(received));
     let envelope = envelope::build(
         &event_id,
         &plugin.meta.event_type,
         &plugin.meta.version,
-        SystemTime::now(),
+        received,
         &meta,
         &fields,
     );
@@ -295,12 +352,14 @@ async fn accept(
         .transport
         .publish(meta.host.unwrap_or("").as_bytes(), envelope.into_bytes())
         .await;
-    ::metrics::histogram!(metrics::PUBLISH_LATENCY).record(started.elapsed().as_secs_f64());
+    state
+        .counters
+        .publish_latency
+        .record(started.elapsed().as_secs_f64());
     match published {
         Ok(_) => {
-            ::metrics::counter!(metrics::PUBLISHED, "event_type" => plugin.meta.event_type.clone())
-                .increment(1);
-            Ok((event_id.hyphenated().to_string(), reply))
+            state.counters.published(&plugin.meta.event_type);
+            Ok((event_id, reply))
         }
         Err(PublishError::TooLarge(n)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

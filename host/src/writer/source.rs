@@ -7,7 +7,7 @@
 //! position. Group offsets are still committed after each warehouse commit,
 //! for monitoring (`kafka-consumer-groups --describe` shows the lag).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use rdkafka::{ClientConfig, ClientContext};
 
 use super::commit::Commits;
 use crate::transport::embedded::EmbeddedLog;
+use crate::transport::kafka::{SetupError, apply_options};
 
 /// Records of one partition read in one poll, in offset order, in one buffer.
 #[derive(Debug, Default)]
@@ -200,6 +201,20 @@ pub struct KafkaSourceConfig {
     pub brokers: String,
     pub topic: String,
     pub group: String,
+    /// librdkafka properties applied over eventsift's (config `[kafka_consumer]`).
+    pub options: BTreeMap<String, String>,
+}
+
+/// Consumer options eventsift must own: the warehouse holds the positions.
+fn forbidden_consumer_option(key: &str, _value: &str) -> Option<&'static str> {
+    match key {
+        "group.id" => Some("set the group with `group`"),
+        "bootstrap.servers" | "metadata.broker.list" => Some("set the brokers with `kafka`"),
+        "enable.auto.commit" | "enable.auto.offset.store" => {
+            Some("the writer's positions are its commit records, not Kafka's offsets")
+        }
+        _ => None,
+    }
 }
 
 /// The consumer's context: assigns partitions at their warehouse positions.
@@ -284,8 +299,9 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
-    pub fn new(config: &KafkaSourceConfig, commits: Arc<Commits>) -> KafkaResult<Self> {
-        let consumer: BaseConsumer<Rebalancer> = ClientConfig::new()
+    pub fn new(config: &KafkaSourceConfig, commits: Arc<Commits>) -> Result<Self, SetupError> {
+        let mut client = ClientConfig::new();
+        client
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
@@ -300,11 +316,17 @@ impl KafkaSource {
             // (1 s) leaves the writer idle once it drained its queue.
             .set("fetch.queue.backoff.ms", "5")
             .set("fetch.max.bytes", "16777216")
-            .set("max.partition.fetch.bytes", "4194304")
-            .create_with_context(Rebalancer {
-                commits,
-                changes: Mutex::new(Assignment::default()),
-            })?;
+            .set("max.partition.fetch.bytes", "4194304");
+        apply_options(
+            &mut client,
+            "kafka_consumer",
+            &config.options,
+            forbidden_consumer_option,
+        )?;
+        let consumer: BaseConsumer<Rebalancer> = client.create_with_context(Rebalancer {
+            commits,
+            changes: Mutex::new(Assignment::default()),
+        })?;
         consumer.subscribe(&[&config.topic])?;
         Ok(KafkaSource {
             topic: config.topic.clone(),

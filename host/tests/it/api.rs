@@ -65,6 +65,7 @@ impl TestApi {
                     brokers: brokers.clone(),
                     topic: topic.clone(),
                     ack_timeout: config.ack_timeout,
+                    options: Default::default(),
                 })
                 .unwrap(),
             ),
