@@ -103,6 +103,47 @@ fn main() {
         wasm / 1e6
     );
     println!("wasm / native:     {:>6.2}", wasm / native);
+
+    // The API's path: one `validate` call per request (path parameters as
+    // a JSON object), the seed's sword route.
+    const FIELDS: &str = r#"{"color":"red","quantity":"2"}"#;
+    let calls = (events / 10).max(1);
+    let native = median(
+        runs,
+        || {
+            (0..calls)
+                .map(|_| std::hint::black_box(eventsift_sdk::validate::<sword::Sword>(FIELDS)))
+                .filter(Result::is_ok)
+                .count()
+        },
+        calls,
+    );
+    let wasm = median(
+        runs,
+        || {
+            (0..calls)
+                .map(|_| std::hint::black_box(plugins[0].validate(FIELDS)))
+                .filter(|v| matches!(v, eventsift::plugin::Validated::Accepted { .. }))
+                .count()
+        },
+        calls,
+    );
+    let memoized = median(
+        runs,
+        || {
+            (0..calls)
+                .map(|_| std::hint::black_box(plugins[0].validate_memoized(FIELDS)))
+                .filter(|v| matches!(v, eventsift::plugin::Validated::Accepted { .. }))
+                .count()
+        },
+        calls,
+    );
+    println!(
+        "validate, one request: native {:.2} µs, wasm {:.2} µs, memoized {:.2} µs per call ({calls} calls)",
+        1e6 / native,
+        1e6 / wasm,
+        1e6 / memoized
+    );
 }
 
 /// Event `i` of the mix and its type index (0 sword, 1 horse, 2 guild),

@@ -91,7 +91,7 @@ pub fn build(
     out.push_str(",\"plugin_version\":");
     push_str(&mut out, plugin_version);
     out.push_str(",\"timestamp\":\"");
-    let _ = write!(out, "{}", humantime::format_rfc3339_micros(received));
+    push_timestamp(&mut out, received);
     out.push_str("\",\"host\":");
     push_opt(&mut out, meta.host);
     out.push_str(",\"user_agent\":");
@@ -110,6 +110,41 @@ pub fn build(
     }
     out.push('}');
     out
+}
+
+/// Appends `t` as RFC 3339 UTC with microseconds, as
+/// `humantime::format_rfc3339_micros` writes it. The text up to the second
+/// is formatted once per second and thread; a request appends the last
+/// seven characters.
+fn push_timestamp(out: &mut String, t: SystemTime) {
+    thread_local! {
+        /// (second since the epoch, `YYYY-MM-DDTHH:MM:SS.`)
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else {
+        let _ = write!(out, "{}", humantime::format_rfc3339_micros(t));
+        return;
+    };
+    let (secs, micros) = (since.as_secs(), since.subsec_micros());
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != secs {
+            let whole = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+            prefix.clear();
+            let _ = write!(prefix, "{}", humantime::format_rfc3339_seconds(whole));
+            prefix.pop(); // the `Z`
+            prefix.push('.');
+            *second = secs;
+        }
+        out.push_str(prefix);
+    });
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
 }
 
 fn push_opt(out: &mut String, value: Option<&str>) {
@@ -158,6 +193,27 @@ mod tests {
         let mut s = String::new();
         push_str(&mut s, "\u{1}é");
         assert_eq!(s, "\"\\u0001é\"");
+    }
+
+    #[test]
+    fn timestamps_match_humantime() {
+        let mut t =
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_764_352_799_999_998);
+        for step in [
+            1u64,
+            1,
+            1,
+            7,
+            999_999,
+            86_400_000_000,
+            1,
+            31_536_000_123_456,
+        ] {
+            let mut s = String::new();
+            push_timestamp(&mut s, t);
+            assert_eq!(s, humantime::format_rfc3339_micros(t).to_string());
+            t += std::time::Duration::from_micros(step);
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::bindings::{
 };
 use super::contract::{CONTRACT, ColumnType, PluginMeta};
 use super::engine::Runtime;
+use super::memo::ValidateMemo;
 use super::sandbox::{HostState, Limiter, MemoryLimitExceeded};
 
 /// At most this many faults are isolated per batch; past it, the events
@@ -144,6 +145,7 @@ pub struct LoadedPlugin {
     pool: Mutex<Vec<Instance>>,
     instances_created: AtomicU64,
     faults: AtomicU64,
+    memo: ValidateMemo,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -196,6 +198,7 @@ impl LoadedPlugin {
             pool: Mutex::new(Vec::new()),
             instances_created: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            memo: ValidateMemo::default(),
         };
         let mut instance = plugin
             .instantiate()
@@ -264,9 +267,28 @@ impl LoadedPlugin {
         self.faults.load(Ordering::Relaxed)
     }
 
+    /// [`LoadedPlugin::validate`], answered from the plugin's memo when
+    /// `fields` was validated before (see [`super::memo`]): for the API's
+    /// route parameters, which repeat.
+    pub fn validate_memoized(&self, fields: &str) -> Validated {
+        if let Some(known) = self.memo.get(fields) {
+            return known;
+        }
+        let (result, faulted) = self.validate_call(fields);
+        if !faulted {
+            self.memo.put(fields, &result);
+        }
+        result
+    }
+
     /// Validates one event for the API; `fields` is a JSON object.
     /// A fault is reported as a rejection naming it.
     pub fn validate(&self, fields: &str) -> Validated {
+        self.validate_call(fields).0
+    }
+
+    /// The Wasm call of `validate`, and whether it faulted.
+    fn validate_call(&self, fields: &str) -> (Validated, bool) {
         let result = self.checkout().and_then(|mut instance| {
             match instance
                 .plugin
@@ -282,14 +304,17 @@ impl LoadedPlugin {
         });
         match result {
             Ok(Ok(v)) => match check_fields_json(&v.fields) {
-                Ok(()) => Validated::Accepted {
-                    fields: v.fields,
-                    reply: v.reply,
-                },
-                Err(why) => self.fault(Fault(why)).into_rejection(),
+                Ok(()) => (
+                    Validated::Accepted {
+                        fields: v.fields,
+                        reply: v.reply,
+                    },
+                    false,
+                ),
+                Err(why) => (self.fault(Fault(why)).into_rejection(), true),
             },
-            Ok(Err(reason)) => Validated::Rejected(reason),
-            Err(fault) => self.fault(fault).into_rejection(),
+            Ok(Err(reason)) => (Validated::Rejected(reason), false),
+            Err(fault) => (self.fault(fault).into_rejection(), true),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod bindings;
 pub mod contract;
 pub mod engine;
 pub mod instance;
+pub mod memo;
 pub mod registry;
 pub mod sandbox;
 pub mod watcher;
