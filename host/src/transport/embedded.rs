@@ -144,10 +144,28 @@ impl EmbeddedLog {
 
     /// Up to `max` records from `from` on, in offset order.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, LogError> {
-        let storage = |e: &dyn std::fmt::Display| LogError::storage(&self.path, e);
+        // Offsets are contiguous, so a bounded range names exactly the
+        // records wanted and the tree need not look past them.
+        let until = from.saturating_add(max as u64);
+        let out = self.collect(
+            self.records.range(from.to_be_bytes()..until.to_be_bytes()),
+            max,
+        )?;
+        if out.is_empty() && from < self.end_offset() {
+            // `from` lies below what truncation kept: read on past the hole.
+            return self.collect(self.records.range(from.to_be_bytes()..), max);
+        }
+        Ok(out)
+    }
+
+    fn collect(
+        &self,
+        entries: impl Iterator<Item = fjall::Result<fjall::KvPair>>,
+        max: usize,
+    ) -> Result<Vec<Record>, LogError> {
         let mut out = Vec::with_capacity(max.min(4096));
-        for entry in self.records.range(from.to_be_bytes()..).take(max) {
-            let (k, v) = entry.map_err(|e| storage(&e))?;
+        for entry in entries.take(max) {
+            let (k, v) = entry.map_err(|e| LogError::storage(&self.path, &e))?;
             let bytes: &[u8] = &v;
             let key_len = bytes
                 .get(..4)
@@ -289,6 +307,12 @@ mod tests {
                 (r.key.as_slice(), r.payload.as_slice()),
                 (&b"user1"[..], &b"event 7"[..])
             );
+            // A reader below what truncation kept reads on past the hole.
+            let offsets: Vec<u64> = log.read(1, 2).unwrap().iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, vec![5, 6]);
+            let offsets: Vec<u64> = log.read(6, 2).unwrap().iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, vec![6, 7]);
+            assert!(log.read(10, 2).unwrap().is_empty());
             // Truncating past the end keeps the last record: offsets go on.
             log.truncate_below(100).unwrap();
             assert_eq!(log.read(0, 100).unwrap().len(), 1);
