@@ -138,12 +138,14 @@ impl Transport for KafkaTransport {
             .producer
             .send_result(record)
             .map_err(|(e, _)| classify(e, payload.len(), self.ack_timeout))?;
-        // librdkafka reports every record by `message.timeout.ms` (the ack
-        // timeout) at the latest, as delivered or failed: no timer of our own.
-        match delivery.await {
-            Err(_canceled) => Err(PublishError::Failed("the producer was dropped".into())),
-            Ok(Err((e, _))) => Err(classify(e, payload.len(), self.ack_timeout)),
-            Ok(Ok(delivery)) => Ok(Position {
+        // Our own bound too: `message.timeout.ms` does not cover a record
+        // already in flight to a broker that died (the idempotent producer
+        // waits for that request's socket timeout, up to a minute).
+        match tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), delivery).await {
+            Err(_) => Err(PublishError::Timeout(self.ack_timeout)),
+            Ok(Err(_canceled)) => Err(PublishError::Failed("the producer was dropped".into())),
+            Ok(Ok(Err((e, _)))) => Err(classify(e, payload.len(), self.ack_timeout)),
+            Ok(Ok(Ok(delivery))) => Ok(Position {
                 partition: delivery.partition,
                 offset: delivery.offset,
             }),
