@@ -55,12 +55,17 @@ impl ApiState {
     }
 }
 
+/// The fixed routes' exact paths; [`ApiService`] sends these, and every
+/// path under `/events/`, to [`router`].
+const FIXED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/plugins"];
+
 /// The axum router of the fixed routes (plugin routes as its fallback).
 pub fn router(state: Arc<ApiState>) -> Router {
+    let [healthz_path, metrics_path, plugins_path] = FIXED_PATHS;
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(render_metrics))
-        .route("/plugins", get(list_plugins))
+        .route(healthz_path, get(healthz))
+        .route(metrics_path, get(render_metrics))
+        .route(plugins_path, get(list_plugins))
         .route("/events/{event_type}", post(post_event))
         .fallback(|State(state): State<Arc<ApiState>>, request: Request| {
             plugin_route(state, request)
@@ -88,7 +93,7 @@ impl ApiService {
 
     /// Paths of the fixed routes (and what lies under `/events/`).
     fn is_fixed(path: &str) -> bool {
-        matches!(path, "/healthz" | "/metrics" | "/plugins") || path.starts_with("/events/")
+        FIXED_PATHS.contains(&path) || path.starts_with("/events/")
     }
 }
 
