@@ -239,6 +239,7 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
                 },
                 plugin_wait: Duration::from_secs(30),
                 max_record_bytes: 1 << 21,
+                ..WriterConfig::default()
             },
             Input::Kafka(KafkaSourceConfig {
                 brokers: brokers.clone(),

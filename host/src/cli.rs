@@ -85,6 +85,15 @@ enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 32)]
         clients: usize,
+        /// Stop once this many requests were acknowledged.
+        #[arg(long, value_name = "N")]
+        acked: Option<u64>,
+        /// Record every request's outcome in FILE, a line each: `<n> acked
+        /// <event id>`, `<n> rejected <status>` or `<n> unknown <why>`
+        /// (a 5xx or no reply: it may or may not land). Request n then
+        /// sends Host `r<n>.<host>`, so its row can be told apart.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
     },
 }
 
@@ -169,6 +178,27 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_file_rows: Option<u64>,
+    /// Writer: commit records kept per source partition; older ones are
+    /// pruned [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_commit_records: Option<usize>,
+    /// Writer: start a new commit chain for partitions whose chain belongs
+    /// to this source identity but cannot continue (its data dir or topic
+    /// was replaced, or it ends before the chain); the writer prints the
+    /// identity when it refuses. Nothing happens without it.
+    #[arg(long, value_name = "SOURCE_ID")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_chain_from: Option<String>,
+    /// Writer: skip records the source deleted (retention) before they were
+    /// written, logging and counting them, instead of stopping the partition.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub accept_retention_gaps: bool,
+    /// Bound on each warehouse (HDFS) call, e.g. 10s [default: 10s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warehouse_timeout: Option<String>,
 }
 
 impl DaemonArgs {
@@ -227,6 +257,8 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal, never in files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match run(cli) {
@@ -276,7 +308,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
             rate,
             duration,
             clients,
-        } => loadgen(target, scenario, rate, duration.map(Into::into), clients),
+            acked,
+            record,
+        } => {
+            if let Some(r) = rate
+                && !(r.is_finite() && r > 0.0)
+            {
+                eprintln!("error: --rate must be a number of requests per second above 0, got {r}");
+                return Ok(ExitCode::from(2));
+            }
+            if clients == 0 {
+                eprintln!("error: --clients must be at least 1");
+                return Ok(ExitCode::from(2));
+            }
+            loadgen(
+                target,
+                scenario,
+                rate,
+                duration.map(Into::into),
+                clients,
+                acked,
+                record,
+            )
+        }
         Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
         Command::Plugins(PluginsCommand::List {
             plugins,
@@ -286,7 +340,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
+/// Runs the daemon until SIGTERM/SIGINT (or, for `serve`, until it can no
+/// longer keep its promise: then it exits non-zero).
 fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -297,29 +352,47 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
             if api_only { "api" } else { "serve" }
         );
         if api_only {
-            let plugins = crate::daemon::Plugins::start(&config)?;
+            // With a warehouse, plugin versions must fit its table schemas.
+            let (c, w) = (
+                config.clone(),
+                config.warehouse_given.then(|| config.warehouse.clone()),
+            );
+            let plugins = tokio::task::spawn_blocking(move || {
+                crate::daemon::Plugins::start(&c, w.as_deref())
+            })
+            .await??;
             let transport = crate::daemon::transport(&config)?;
             let api =
                 crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport)
                     .await?;
             crate::daemon::shutdown_signal().await;
             tracing::info!("shutting down");
-            api.stop().await
+            api.stop().await.map(|()| ExitCode::SUCCESS)
         } else {
             let serve = crate::daemon::Serve::start(&config).await?;
-            crate::daemon::shutdown_signal().await;
-            tracing::info!("shutting down");
-            serve.stop().await
+            tokio::select! {
+                () = crate::daemon::shutdown_signal() => {
+                    tracing::info!("shutting down");
+                    serve.stop().await.map(|()| ExitCode::SUCCESS)
+                }
+                why = serve.failed() => {
+                    tracing::error!("{why}: stopping, so that nothing more is acknowledged");
+                    let _ = serve.stop().await;
+                    eprintln!("error: {why}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }
 
 /// Runs the writer alone until SIGTERM/SIGINT, with `/healthz` and `/metrics`.
 fn writer_only(config: Config) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let plugins = crate::daemon::Plugins::start(&config)?;
+        let c = config.clone();
+        let plugins =
+            tokio::task::spawn_blocking(move || crate::daemon::Plugins::start(&c, None)).await??;
         let (c, r) = (config.clone(), plugins.registry.clone());
         let started =
             tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r)).await??;
@@ -436,8 +509,11 @@ fn tables(warehouse: &str) -> Result<ExitCode> {
         };
         let last_commits = wh.last_commits().await;
         let mut out = String::new();
-        if wh.tables.is_empty() {
+        if wh.tables.is_empty() && wh.damaged.is_empty() {
             let _ = writeln!(out, "no tables in {}", wh.root);
+        }
+        for (name, why) in &wh.damaged {
+            let _ = writeln!(out, "{name}  DAMAGED, not served: {why}");
         }
         for t in &wh.tables {
             let rows = match wh
@@ -514,6 +590,9 @@ fn ddl(warehouse: &str, dialect: crate::query::ddl::Dialect) -> Result<ExitCode>
         match crate::query::ddl::ddl(&wh.root, &wh.tables, dialect) {
             Ok(s) => {
                 print!("{s}");
+                for (name, why) in &wh.damaged {
+                    println!("-- {name}: not registered, the table cannot be read: {why}");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(query_failed(e)),
@@ -527,6 +606,8 @@ fn loadgen(
     rate: Option<f64>,
     duration: Option<std::time::Duration>,
     clients: usize,
+    acked: Option<u64>,
+    record: Option<PathBuf>,
 ) -> Result<ExitCode> {
     use crate::loadgen::{Load, Scenario};
     let rt = tokio::runtime::Runtime::new()?;
@@ -539,13 +620,42 @@ fn loadgen(
             target,
             rate,
             duration: duration.or(match scenario {
-                Scenario::Seed => None,
-                Scenario::Mix => Some(std::time::Duration::from_secs(10)),
+                Scenario::Mix if acked.is_none() => Some(std::time::Duration::from_secs(10)),
+                _ => None,
             }),
             clients,
             progress: true,
+            until_acked: acked,
+            on_reply: None,
+        };
+        let mut load = load;
+        let writer = match &record {
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let w = std::sync::Arc::new(std::sync::Mutex::new(std::io::BufWriter::new(file)));
+                let out = w.clone();
+                load.on_reply = Some(std::sync::Arc::new(move |r: crate::loadgen::Reply| {
+                    use crate::loadgen::Outcome;
+                    use std::io::Write;
+                    let line = match &r.outcome {
+                        Outcome::Acked(id) => format!("{} acked {id}", r.seq),
+                        Outcome::Rejected(s) => format!("{} rejected {s}", r.seq),
+                        Outcome::Unknown(why) => {
+                            format!("{} unknown {}", r.seq, why.replace('\n', " "))
+                        }
+                    };
+                    let _ = writeln!(out.lock().unwrap_or_else(|p| p.into_inner()), "{line}");
+                }));
+                Some(w)
+            }
+            None => None,
         };
         let summary = crate::loadgen::run(&load, requests, std::sync::Arc::new(|_| {})).await?;
+        if let Some(w) = writer {
+            use std::io::Write;
+            w.lock().unwrap_or_else(|p| p.into_inner()).flush()?;
+        }
         print!("{}", summary.report());
         Ok(if summary.ok == summary.sent {
             ExitCode::SUCCESS

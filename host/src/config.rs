@@ -59,9 +59,28 @@ pub struct Config {
     pub kafka_producer: BTreeMap<String, String>,
     /// librdkafka properties for the writer's consumer (TOML table
     /// `[kafka_consumer]`), applied over eventsift's own settings.
-    /// `enable.auto.commit`, `enable.auto.offset.store` and `group.id`
-    /// are eventsift's (the warehouse holds the positions).
+    /// `enable.auto.commit`, `enable.auto.offset.store`, `auto.offset.reset`
+    /// and `group.id` are eventsift's (the warehouse holds the positions).
     pub kafka_consumer: BTreeMap<String, String>,
+    /// Commit records kept per source partition (older ones are pruned
+    /// behind a low-water mark).
+    pub keep_commit_records: usize,
+    /// Start a new commit chain for partitions whose chain belongs to this
+    /// source identity but cannot continue (the data dir or topic was
+    /// replaced, or the source ends before the chain). The writer prints the
+    /// identity when it refuses; nothing is automatic.
+    pub new_chain_from: Option<String>,
+    /// Skip records the source deleted (retention) before they were
+    /// written, logging and counting them, instead of stopping the partition.
+    pub accept_retention_gaps: bool,
+    /// Bound on each warehouse (HDFS) call.
+    #[serde(with = "humantime_serde")]
+    pub warehouse_timeout: Duration,
+    /// Whether `warehouse` was given (by flag, environment or file) rather
+    /// than defaulted: `api` checks plugin versions against the warehouse's
+    /// table schemas only then.
+    #[serde(skip)]
+    pub warehouse_given: bool,
 }
 
 impl Default for Config {
@@ -84,6 +103,11 @@ impl Default for Config {
             max_file_rows: 1_000_000,
             kafka_producer: BTreeMap::new(),
             kafka_consumer: BTreeMap::new(),
+            keep_commit_records: crate::writer::commit::DEFAULT_KEEP_RECORDS,
+            new_chain_from: None,
+            accept_retention_gaps: false,
+            warehouse_timeout: crate::writer::warehouse::DEFAULT_TIMEOUT,
+            warehouse_given: false,
         }
     }
 }
@@ -105,6 +129,10 @@ const KEYS: &[&str] = &[
     "plugin_wait",
     "max_buffer_mib",
     "max_file_rows",
+    "keep_commit_records",
+    "new_chain_from",
+    "accept_retention_gaps",
+    "warehouse_timeout",
 ];
 
 impl Config {
@@ -119,14 +147,17 @@ impl Config {
         flags: impl Serialize,
         env: Env,
     ) -> Result<Config, figment::Error> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut given = Figment::new();
         if let Some(file) = file {
-            figment = figment.merge(Toml::file_exact(file));
+            given = given.merge(Toml::file_exact(file));
         }
-        figment
-            .merge(env)
-            .merge(Serialized::defaults(flags))
-            .extract()
+        let given = given.merge(env).merge(Serialized::defaults(flags));
+        let warehouse_given = given.find_value("warehouse").is_ok();
+        let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(given)
+            .extract()?;
+        config.warehouse_given = warehouse_given;
+        Ok(config)
     }
 
     pub fn log_dir(&self) -> PathBuf {
@@ -171,6 +202,11 @@ mod tests {
             assert_eq!(c.listen, SocketAddr::from(([0, 0, 0, 0], 5000)));
             let c = Config::load_with_env(Some(Path::new("c.toml")), Flags::default(), env())?;
             assert_eq!(c.topic, "from-env");
+            assert!(c.warehouse_given);
+            jail.clear_env();
+            let c = Config::load_with_env(None, Flags::default(), env())?;
+            assert!(!c.warehouse_given);
+            assert_eq!(c.warehouse, "./warehouse");
             Ok(())
         });
     }

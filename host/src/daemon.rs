@@ -17,8 +17,11 @@ use crate::plugin::{Registry, Runtime, RuntimeConfig};
 use crate::transport::embedded::EmbeddedLog;
 use crate::transport::kafka::{KafkaConfig, KafkaTransport};
 use crate::transport::{AnyTransport, Transport};
+use crate::writer::commit::TakeOptions;
+use crate::writer::schemas::{SchemaError, Schemas};
 use crate::writer::sink::SinkLimits;
 use crate::writer::source::KafkaSourceConfig;
+use crate::writer::warehouse::Warehouse;
 use crate::writer::{Input, Writer, WriterConfig};
 
 /// The plugin registry of a daemon, loaded and watched.
@@ -28,7 +31,9 @@ pub struct Plugins {
 }
 
 impl Plugins {
-    pub fn start(config: &Config) -> Result<Self> {
+    /// Loads and watches the plugin folder; with `warehouse`, a plugin
+    /// version must also fit the warehouse's table schemas to load.
+    pub fn start(config: &Config, warehouse: Option<&str>) -> Result<Self> {
         let runtime = Runtime::new(RuntimeConfig {
             limits: Limits {
                 memory_bytes: config.plugin_memory_mib << 20,
@@ -37,6 +42,23 @@ impl Plugins {
             cache_dir: Some(config.cache_dir()),
         })?;
         let registry = Registry::new(runtime, &config.plugins);
+        if let Some(location) = warehouse {
+            let wh = Warehouse::open_with_timeout(location, config.warehouse_timeout)
+                .with_context(|| format!("opening the warehouse {location}"))?;
+            let schemas = Schemas::new(Arc::new(wh));
+            registry.set_guard(Box::new(move |meta| match schemas.check(meta) {
+                Ok(()) => Ok(()),
+                Err(SchemaError::Incompatible(why)) => Err(why),
+                Err(e) => {
+                    tracing::warn!(
+                        plugin = %meta.name,
+                        "cannot read the table's schema ({e}): loaded without that check \
+                         (the writer checks again before writing)"
+                    );
+                    Ok(())
+                }
+            }));
+        }
         let watcher = Watcher::start(registry.clone()).context("starting the plugin watcher")?;
         Ok(Plugins {
             registry,
@@ -69,7 +91,8 @@ pub struct Serve {
 
 impl Serve {
     pub async fn start(config: &Config) -> Result<Serve> {
-        let plugins = Plugins::start(config)?;
+        let (c, w) = (config.clone(), config.warehouse.clone());
+        let plugins = tokio::task::spawn_blocking(move || Plugins::start(&c, Some(&w))).await??;
         let transport = transport(config)?;
         // Off the async threads: opening a warehouse blocks.
         let (c, t, r) = (config.clone(), transport.clone(), plugins.registry.clone());
@@ -81,6 +104,23 @@ impl Serve {
             writer,
             api,
         })
+    }
+
+    /// Resolves with the reason when the daemon can no longer keep its
+    /// promise: the writer stopped (nothing drains what the API accepts) or
+    /// the embedded log failed.
+    pub async fn failed(&self) -> String {
+        loop {
+            if !self.writer.is_running() {
+                return "the writer stopped".into();
+            }
+            if let AnyTransport::Embedded(log) = &*self.transport
+                && let Some(why) = log.failure()
+            {
+                return why.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Stops the API (in-flight requests finish), then the writer (final commit).
@@ -104,6 +144,12 @@ pub fn writer_config(config: &Config) -> WriterConfig {
         plugin_wait: config.plugin_wait,
         // The API accepts bodies up to max_body_bytes; leave room for the envelope.
         max_record_bytes: config.max_body_bytes + (64 << 10),
+        keep_records: config.keep_commit_records,
+        take: TakeOptions {
+            new_chain_from: config.new_chain_from.clone(),
+            accept_gaps: config.accept_retention_gaps,
+        },
+        warehouse_timeout: config.warehouse_timeout,
     }
 }
 
@@ -179,10 +225,17 @@ impl WriterHttp {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
+            let stopped = w
+                .status
+                .stopped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let body = serde_json::json!({
                 "status": if w.is_running() { "ok" } else { "stopped" },
                 "committed": committed,
                 "lag": lag,
+                "stopped_partitions": stopped,
             });
             let code = if w.is_running() {
                 StatusCode::OK
@@ -192,6 +245,7 @@ impl WriterHttp {
             (code, axum::Json(body))
         }
         async fn metrics_text() -> String {
+            crate::writer::metrics::refresh_age();
             api::metrics::handle().render()
         }
 

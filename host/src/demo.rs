@@ -116,6 +116,8 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
             duration: None,
             clients: 16,
             progress: true,
+            until_acked: None,
+            on_reply: None,
         };
         let summary = loadgen::run(&load, Some(requests), on_progress).await?;
         print!("{}", summary.report());

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod faults;
 pub mod loadgen;
 pub mod plugin;
 pub mod query;

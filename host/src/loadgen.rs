@@ -1,6 +1,13 @@
 //! `eventsift loadgen`: HTTP load against the API, the seed's
 //! generate_data.sh scenario or a synthetic mix, at a target rate, with a
 //! progress bar and a summary (sent, 2xx, 4xx, 5xx, latency).
+//!
+//! With a recorder ([`Load::on_reply`], `--record FILE`), every request's
+//! outcome is kept: acknowledged (with its event id), rejected (a 4xx:
+//! nothing was published) or unknown (a 5xx, a timeout, a lost
+//! connection: it may or may not land). Recorded requests carry their
+//! number in the Host header (`r<n>.<host>`), so a row whose reply was lost
+//! can still be told apart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -145,6 +152,37 @@ impl Summary {
     }
 }
 
+/// What became of one recorded request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: durable; the event id from `X-Event-Id`.
+    Acked(String),
+    /// 4xx: refused, nothing published.
+    Rejected(u16),
+    /// 5xx or no reply: it may or may not land.
+    Unknown(String),
+}
+
+/// One recorded reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The request's number (also in its Host header: `r<seq>.<host>`).
+    pub seq: u64,
+    pub outcome: Outcome,
+    /// When the reply (or its failure) came.
+    pub at: Instant,
+}
+
+/// The Host header of recorded request `seq`.
+pub fn tagged_host(seq: u64, host: &str) -> String {
+    format!("r{seq}.{host}")
+}
+
+/// The request number a tagged Host header carries.
+pub fn host_seq(host: &str) -> Option<u64> {
+    host.strip_prefix('r')?.split('.').next()?.parse().ok()
+}
+
 /// How to run a load.
 pub struct Load {
     pub target: String,
@@ -154,6 +192,24 @@ pub struct Load {
     pub duration: Option<Duration>,
     pub clients: usize,
     pub progress: bool,
+    /// Stop once this many requests were acknowledged.
+    pub until_acked: Option<u64>,
+    /// Called with every reply; its requests carry their number in Host.
+    pub on_reply: Option<Arc<dyn Fn(Reply) + Send + Sync>>,
+}
+
+impl Load {
+    pub fn new(target: impl Into<String>) -> Self {
+        Load {
+            target: target.into(),
+            rate: None,
+            duration: None,
+            clients: 32,
+            progress: false,
+            until_acked: None,
+            on_reply: None,
+        }
+    }
 }
 
 /// Sends `requests` (or, when `None`, the synthetic mix until `duration`).
@@ -195,16 +251,20 @@ pub async fn run(
         AtomicU64::new(0),
         AtomicU64::new(0),
     ]);
+    let acked = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..load.clients.max(1) {
-        let (http, next, done, counts, requests, on_progress) = (
+        let (http, next, done, counts, requests, on_progress, acked, on_reply) = (
             http.clone(),
             next.clone(),
             done.clone(),
             counts.clone(),
             requests.clone(),
             on_progress.clone(),
+            acked.clone(),
+            load.on_reply.clone(),
         );
+        let until_acked = load.until_acked;
         let (target, rate, bar) = (
             load.target.trim_end_matches('/').to_owned(),
             load.rate,
@@ -225,32 +285,54 @@ pub async fn run(
                     let at = start + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(at.into()).await;
                 }
-                if until.is_some_and(|u| Instant::now() >= u) {
+                if until.is_some_and(|u| Instant::now() >= u)
+                    || until_acked.is_some_and(|n| acked.load(Ordering::Relaxed) >= n)
+                {
                     break;
                 }
                 let t0 = Instant::now();
                 let method = reqwest::Method::from_bytes(req.method.as_bytes())
                     .unwrap_or(reqwest::Method::POST);
+                let host = match &on_reply {
+                    Some(_) => tagged_host(i as u64, &req.host),
+                    None => req.host.clone(),
+                };
                 let sent = http
                     .request(method, format!("{target}{}", req.path))
-                    .header("Host", &req.host)
+                    .header("Host", &host)
                     .header("User-Agent", "eventsift-loadgen")
                     .header("Accept", "*/*")
                     .send()
                     .await;
-                let slot = match sent {
+                let (slot, outcome) = match sent {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
+                        let id = resp
+                            .headers()
+                            .get("x-event-id")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
                         let _ = resp.bytes().await;
                         latencies.push(t0.elapsed());
+                        // A 2xx status line is sent only once the event is durable.
                         match status {
-                            200..=299 => 0,
-                            400..=499 => 1,
-                            _ => 2,
+                            200..=299 => {
+                                acked.fetch_add(1, Ordering::Relaxed);
+                                (0, Outcome::Acked(id.unwrap_or_default()))
+                            }
+                            400..=499 => (1, Outcome::Rejected(status)),
+                            _ => (2, Outcome::Unknown(format!("HTTP {status}"))),
                         }
                     }
-                    Err(_) => 3,
+                    Err(e) => (3, Outcome::Unknown(e.to_string())),
                 };
+                if let Some(record) = &on_reply {
+                    record(Reply {
+                        seq: i as u64,
+                        outcome,
+                        at: Instant::now(),
+                    });
+                }
                 counts[slot].fetch_add(1, Ordering::Relaxed);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
                 on_progress(n);

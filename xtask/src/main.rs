@@ -5,6 +5,10 @@
 //! - `test`: builds the plugins and the tests, starts Kafka and MiniDFS,
 //!   runs `cargo test --workspace` against them and stops them, even when
 //!   tests fail.
+//! - `chaos [--seed N] [--events N] [--rounds N]`: the seeded chaos run
+//!   (`tests/chaos`): a private Kafka and MiniDFS, one api and three
+//!   writers, faults from the seed; prints its table, fails if a promise
+//!   broke.
 //! - `kafka start|stop|status`, `hdfs start|stop|status`: the real services
 //!   (see [`services`]).
 
@@ -23,6 +27,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("plugins") => plugins(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
+        Some("chaos") => chaos(&root, &args[1..]),
         Some(name @ ("kafka" | "hdfs")) => {
             let service = services::Service::parse(name).unwrap();
             match args.get(1).map(String::as_str) {
@@ -40,7 +45,8 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test [cargo test args] | kafka ... | hdfs ...>"
+                "usage: cargo xtask <plugins | test [cargo test args] | chaos [--seed N] [--events N] \
+                 | kafka ... | hdfs ...>"
             );
             std::process::exit(2);
         }
@@ -125,6 +131,35 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         }
     }
     result
+}
+
+/// Builds the daemon, then runs the chaos harness against it.
+fn chaos(root: &Path, extra: &[String]) -> Result<()> {
+    let build = Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "-p", "eventsift", "--bin", "eventsift"])
+        .status()
+        .context("building eventsift")?;
+    if !build.success() {
+        bail!("building eventsift failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let status = Command::new(cargo())
+        .current_dir(root)
+        .args(["run", "-q", "-p", "eventsift-chaos", "--bin", "chaos", "--"])
+        .args(extra)
+        .arg("--binary")
+        .arg(target.join("debug").join("eventsift"))
+        .arg("--root")
+        .arg(root)
+        .status()
+        .context("running the chaos harness")?;
+    if !status.success() {
+        bail!("the chaos run failed");
+    }
+    Ok(())
 }
 
 fn cargo_test(root: &Path, args: &[&str], extra: &[String]) -> Command {

@@ -118,3 +118,30 @@ impl ApiMetrics {
             .or_insert(counter);
     }
 }
+
+pub const CONNECTIONS_OPEN: &str = "eventsift_http_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "eventsift_http_connections_refused_total";
+pub const ACCEPT_ERRORS: &str = "eventsift_http_accept_errors_total";
+
+/// The HTTP server's connection metrics (registered once).
+pub struct ConnectionMetrics {
+    pub open: metrics::Gauge,
+    /// Refused because the connection cap was reached.
+    pub refused: Counter,
+    /// accept(2) failed (descriptors exhausted, ...).
+    pub accept_errors: Counter,
+}
+
+impl ConnectionMetrics {
+    pub fn get() -> &'static ConnectionMetrics {
+        static M: OnceLock<ConnectionMetrics> = OnceLock::new();
+        M.get_or_init(|| {
+            handle();
+            ConnectionMetrics {
+                open: metrics::gauge!(CONNECTIONS_OPEN),
+                refused: metrics::counter!(CONNECTIONS_REFUSED),
+                accept_errors: metrics::counter!(ACCEPT_ERRORS),
+            }
+        })
+    }
+}

@@ -187,6 +187,7 @@ async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
 
 async fn render_metrics(State(state): State<Arc<ApiState>>) -> Response {
     ::metrics::gauge!(metrics::PLUGINS_LOADED).set(state.registry.snapshot().len() as f64);
+    crate::writer::metrics::refresh_age();
     state.counters.request("/metrics", 200);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -88,7 +88,7 @@ impl fmt::Display for Contract {
 }
 
 /// Column type of a plugin table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,
@@ -110,7 +110,7 @@ impl ColumnType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ColumnSpec {
     pub name: String,
     pub kind: ColumnType,

@@ -4,6 +4,13 @@
 //! it: the instance is dropped, the batch is split in halves and retried on
 //! fresh instances until the faulty events are isolated and rejected with
 //! the fault as reason.
+//!
+//! Batches fit the sandbox: [`LoadedPlugin::process`] sends a batch in
+//! calls of at most [`LoadedPlugin::batch_bytes`] (a quarter of the memory
+//! cap: the plugin holds the input, its columns and its own state), an
+//! event larger than that alone. A memory trap on a call of several events
+//! is the batch's size, not an event's fault: it is split without counting
+//! against the fault budget, so valid events are never rejected for it.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -160,8 +167,14 @@ impl std::fmt::Debug for LoadedPlugin {
     }
 }
 
-/// A trap or an invalid result.
-struct Fault(String);
+/// A trap or an invalid result; `memory` when it was the memory cap.
+struct Fault(String, bool);
+
+impl Fault {
+    fn new(reason: String) -> Self {
+        Fault(reason, false)
+    }
+}
 
 impl LoadedPlugin {
     /// Compiles (or fetches from the cache), checks the contract version,
@@ -225,10 +238,7 @@ impl LoadedPlugin {
         let mut store = Store::new(self.runtime.engine(), HostState { limiter });
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let plugin = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| Fault(fault_reason(&e)))?;
+        let plugin = self.pre.instantiate(&mut store).map_err(|e| fault_of(&e))?;
         self.instances_created.fetch_add(1, Ordering::Relaxed);
         Ok(Instance { store, plugin })
     }
@@ -299,7 +309,7 @@ impl LoadedPlugin {
                     self.checkin(instance);
                     Ok(r)
                 }
-                Err(e) => Err(Fault(fault_reason(&e))),
+                Err(e) => Err(fault_of(&e)),
             }
         });
         match result {
@@ -311,7 +321,7 @@ impl LoadedPlugin {
                     },
                     false,
                 ),
-                Err(why) => (self.fault(Fault(why)).into_rejection(), true),
+                Err(why) => (self.fault(Fault::new(why)).into_rejection(), true),
             },
             Ok(Err(reason)) => (Validated::Rejected(reason), false),
             Err(fault) => (self.fault(fault).into_rejection(), true),
@@ -322,6 +332,12 @@ impl LoadedPlugin {
         self.faults.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(plugin = %self.meta.name, version = %self.meta.version, "plugin fault: {}", fault.0);
         fault
+    }
+
+    /// Bytes of events sent to the plugin in one call, at most (a larger
+    /// event goes alone).
+    pub fn batch_bytes(&self) -> usize {
+        (self.runtime.limits().memory_bytes / 4).max(64 << 10)
     }
 
     /// Maps a batch to rows, isolating faults (see the module docs).
@@ -338,24 +354,53 @@ impl LoadedPlugin {
         if batch.is_empty() {
             return out;
         }
+        let budget = self.batch_bytes();
+        if batch.data().len() <= budget {
+            self.process_part(batch, 0, &mut out);
+            return out;
+        }
+        let mut start = 0;
+        while start < batch.len() {
+            let base = if start == 0 {
+                0
+            } else {
+                batch.ends()[start - 1] as usize
+            };
+            let mut end = start + 1;
+            while end < batch.len() && batch.ends()[end] as usize - base <= budget {
+                end += 1;
+            }
+            let part = batch.slice(start..end);
+            self.process_part(&part, start as u32, &mut out);
+            start = end;
+        }
+        out
+    }
+
+    /// One sub-batch (events from `offset` on) into `out`.
+    fn process_part(&self, batch: &Batch, offset: u32, out: &mut BatchOutcome) {
         match self.call_process(batch) {
-            Ok(result) => {
+            Ok(result) if offset == 0 && out.rows.is_empty() && out.rejected.is_empty() => {
                 // The common case: the plugin's result becomes the outcome as is.
                 out.rows = result.rows;
                 out.columns = result.columns;
                 out.rejected = plugin_rejections(result.rejected);
             }
+            Ok(result) => append(out, result, offset),
             Err(fault) => {
-                out.faults += 1;
-                let mut budget = MAX_FAULTS_PER_BATCH - 1;
-                self.isolate(batch, 0, fault, &mut budget, &mut out);
+                let mut budget = MAX_FAULTS_PER_BATCH;
+                if !(fault.1 && batch.len() > 1) {
+                    out.faults += 1;
+                    budget -= 1;
+                }
+                self.isolate(batch, offset, fault, &mut budget, out);
             }
         }
-        out
     }
 
     /// Splits a faulted (sub-)batch starting at `offset` and retries each
-    /// half, appending results to `out` in index order.
+    /// half, appending results to `out` in index order. A memory trap on
+    /// several events splits them without using the fault budget.
     fn isolate(
         &self,
         batch: &Batch,
@@ -364,7 +409,8 @@ impl LoadedPlugin {
         budget: &mut u32,
         out: &mut BatchOutcome,
     ) {
-        if batch.len() == 1 || *budget == 0 {
+        let too_big = fault.1 && batch.len() > 1;
+        if batch.len() == 1 || (*budget == 0 && !too_big) {
             let reason = if batch.len() == 1 {
                 format!(
                     "plugin {} {} faulted: {}",
@@ -391,6 +437,9 @@ impl LoadedPlugin {
             let at = offset + start as u32;
             match self.call_process(&half) {
                 Ok(result) => append(out, result, at),
+                Err(fault) if fault.1 && half.len() > 1 => {
+                    self.isolate(&half, at, fault, budget, out)
+                }
                 Err(fault) if *budget > 0 => {
                     *budget -= 1;
                     out.faults += 1;
@@ -408,10 +457,10 @@ impl LoadedPlugin {
             .plugin
             .eventsift_plugin_plugin()
             .call_process(&mut instance.store, &batch.0)
-            .map_err(|e| self.fault(Fault(fault_reason(&e))))?;
+            .map_err(|e| self.fault(fault_of(&e)))?;
         self.checkin(instance);
         check_result(&self.meta, batch.len(), &result)
-            .map_err(|why| self.fault(Fault(format!("invalid batch result: {why}"))))?;
+            .map_err(|why| self.fault(Fault::new(format!("invalid batch result: {why}"))))?;
         Ok(result)
     }
 }
@@ -433,6 +482,14 @@ fn plugin_rejections(rejected: Vec<super::bindings::Rejection>) -> Vec<Rejected>
         .collect();
     out.sort_by_key(|r| r.index);
     out
+}
+
+/// The fault a wasmtime error stands for.
+fn fault_of(e: &wasmtime::Error) -> Fault {
+    Fault(
+        fault_reason(e),
+        e.downcast_ref::<MemoryLimitExceeded>().is_some(),
+    )
 }
 
 /// A human-readable fault: the memory error, the deadline, a capability

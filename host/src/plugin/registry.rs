@@ -4,9 +4,13 @@
 //! processed twice. Startup is a reload from an empty set.
 //!
 //! Rules of a reload ([`Registry::sync`]):
-//! - only `*.wasm` files not starting with `.` count; a file is read once
+//! - only `*.wasm` files not starting with `.` count (symbolic links to
+//!   files too: ConfigMap mounts, `ln -sf` swaps); a file is read once
 //!   its modification time is at least [`STABLE_AFTER`] old, so a file still
 //!   being copied is never loaded;
+//! - a folder that cannot be listed (descriptors exhausted, replaced for a
+//!   moment) changes nothing: the loaded set keeps serving, and the error is
+//!   logged;
 //! - a broken or incompatible file is refused with a logged reason, and the
 //!   version it replaces (if any) keeps serving;
 //! - a plugin claiming an event type, table or route that another file's
@@ -16,16 +20,22 @@
 //! - a new version of a table's plugin may add nullable columns; a type
 //!   change or a dropped or added non-null column is refused (old files
 //!   and new ones must stay readable together). The registry remembers each
-//!   table's last columns for the life of the process.
+//!   table's last columns for the life of the process; a [`Guard`] (the
+//!   warehouse's persisted schemas, for `api` with a warehouse and `serve`)
+//!   checks the same across restarts and processes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use super::contract::ColumnSpec;
+use super::contract::{ColumnSpec, PluginMeta};
 use super::engine::Runtime;
 use super::instance::LoadedPlugin;
+
+/// An outside check a plugin version must pass to load (the reason when
+/// it must not).
+pub type Guard = Box<dyn Fn(&PluginMeta) -> Result<(), String> + Send + Sync>;
 
 /// How long a file must stay unchanged before it is loaded.
 pub const STABLE_AFTER: Duration = Duration::from_millis(500);
@@ -102,9 +112,18 @@ struct FileState {
 pub struct Registry {
     runtime: Arc<Runtime>,
     dir: PathBuf,
+    /// Set once a reload listed the folder and left nothing pending (the
+    /// daemon is ready for traffic only then).
+    settled: std::sync::atomic::AtomicBool,
+    /// Whether the last reload left files pending, and when the loaded set
+    /// last changed (the writer waits for a missing plugin only while the
+    /// set is settling).
+    pending: std::sync::atomic::AtomicBool,
+    last_change: Mutex<std::time::Instant>,
     files: Mutex<BTreeMap<PathBuf, FileState>>,
     /// Last loaded columns of each table.
     tables: Mutex<HashMap<String, Vec<ColumnSpec>>>,
+    guard: RwLock<Option<Guard>>,
     snapshot: RwLock<Arc<Snapshot>>,
 }
 
@@ -115,10 +134,20 @@ impl Registry {
         Arc::new(Registry {
             runtime,
             dir: dir.into(),
+            settled: std::sync::atomic::AtomicBool::new(false),
+            pending: std::sync::atomic::AtomicBool::new(false),
+            last_change: Mutex::new(std::time::Instant::now()),
             files: Mutex::new(BTreeMap::new()),
             tables: Mutex::new(HashMap::new()),
+            guard: RwLock::new(None),
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
         })
+    }
+
+    /// Adds a check every plugin version must pass to load (set it before
+    /// the first [`Registry::sync`]).
+    pub fn set_guard(&self, guard: Guard) {
+        *self.guard.write().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     }
 
     pub fn dir(&self) -> &Path {
@@ -137,6 +166,24 @@ impl Registry {
             .clone()
     }
 
+    /// Whether a reload has listed the folder with nothing left pending.
+    pub fn settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether plugin files are waiting to load, or the loaded set changed
+    /// less than `window` ago.
+    pub fn settling(&self, window: Duration) -> bool {
+        self.pending.load(std::sync::atomic::Ordering::SeqCst)
+            || !self.settled()
+            || self
+                .last_change
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                < window
+    }
+
     /// The plugin owning `event_type` now.
     pub fn get(&self, event_type: &str) -> Option<Arc<LoadedPlugin>> {
         self.snapshot().get(event_type).cloned()
@@ -149,8 +196,16 @@ impl Registry {
         let listed = match list_wasm(&self.dir) {
             Ok(listed) => listed,
             Err(e) => {
-                tracing::debug!(dir = %self.dir.display(), "cannot list plugin folder: {e}");
-                Vec::new()
+                // Not an empty folder: keep what is loaded, try again later.
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "cannot list the plugin folder ({e}): keeping the {} loaded plugins",
+                    self.snapshot().len()
+                );
+                report.pending = true;
+                self.pending
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return report;
             }
         };
         let mut plugins = self.snapshot().plugins.clone();
@@ -223,6 +278,13 @@ impl Registry {
                             .map(|()| p),
                         None => Ok(p),
                     }
+                })
+                .and_then(|p| {
+                    let guard = self.guard.read().unwrap_or_else(|e| e.into_inner());
+                    match guard.as_ref() {
+                        Some(check) => check(&p.meta).map(|()| p),
+                        None => Ok(p),
+                    }
                 });
             match result {
                 Ok(plugin) => {
@@ -288,6 +350,19 @@ impl Registry {
         for change in &report.changes {
             log_change(change);
         }
+        if report
+            .changes
+            .iter()
+            .any(|c| !matches!(c, Change::Refused { .. }))
+        {
+            *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        }
+        self.pending
+            .store(report.pending, std::sync::atomic::Ordering::SeqCst);
+        if !report.pending {
+            self.settled
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         report
     }
 }
@@ -334,7 +409,10 @@ fn list_wasm(dir: &Path) -> std::io::Result<Vec<(PathBuf, Stamp)>> {
         if name.starts_with('.') || !name.ends_with(".wasm") {
             continue;
         }
-        let Ok(meta) = entry.metadata() else { continue };
+        // Follows symbolic links: the stamp is the target's.
+        let Ok(meta) = std::fs::metadata(entry.path()) else {
+            continue;
+        };
         if meta.is_file() {
             out.push((entry.path(), (meta.len(), meta.modified()?)));
         }

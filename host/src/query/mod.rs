@@ -56,6 +56,9 @@ pub struct TableInfo {
 pub struct Warehouse {
     pub ctx: SessionContext,
     pub tables: Vec<TableInfo>,
+    /// Tables that cannot be read (e.g. files disagreeing on a column's
+    /// type), with the reason; the others are served.
+    pub damaged: Vec<(String, String)>,
     /// `file:///abs/path/` or `hdfs://host:port/path/`.
     pub root: String,
     store: Arc<dyn ObjectStore>,
@@ -126,61 +129,21 @@ impl Warehouse {
         names.sort();
 
         let mut tables = Vec::new();
+        let mut damaged = Vec::new();
         for name in names {
-            let prefix = StorePath::from(format!("{base}/{name}").trim_start_matches('/'));
-            let files: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect::<Vec<_>>()
-                .await
-                .map_err(QueryError::from_any)?
-                .into_iter()
-                .filter(|m| {
-                    // Only components below the table folder count as hidden.
-                    let below = m.location.prefix_match(&prefix).into_iter().flatten();
-                    m.location.as_ref().ends_with(".parquet")
-                        && !below
-                            .into_iter()
-                            .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
-                })
-                .collect();
-            if files.is_empty() {
-                continue;
+            match register(&ctx, &*store, &base, &root, &name).await {
+                Ok(Some(info)) => tables.push(info),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(table = %name, "table not served: {e}");
+                    damaged.push((name, e.0));
+                }
             }
-            let partitions = files
-                .iter()
-                .filter_map(|m| {
-                    m.location
-                        .parts()
-                        .find_map(|p| p.as_ref().strip_prefix("dt=").map(str::to_owned))
-                })
-                .collect();
-            let location = format!("{root}{name}/");
-            let url = ListingTableUrl::parse(&location).map_err(QueryError::from_any)?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet")
-                .with_table_partition_cols(vec![("dt".to_owned(), DataType::Utf8)]);
-            let schema = options
-                .infer_schema(&ctx.state(), &url)
-                .await
-                .map_err(QueryError::from_any)?;
-            let config = ListingTableConfig::new(url)
-                .with_listing_options(options)
-                .with_schema(schema.clone());
-            let table = ListingTable::try_new(config).map_err(QueryError::from_any)?;
-            ctx.register_table(name.as_str(), Arc::new(table))
-                .map_err(QueryError::from_any)?;
-            tables.push(TableInfo {
-                name,
-                location,
-                schema,
-                files: files.len(),
-                bytes: files.iter().map(|m| m.size).sum(),
-                partitions,
-            });
         }
         Ok(Warehouse {
             ctx,
             tables,
+            damaged,
             root,
             store,
             base,
@@ -188,10 +151,86 @@ impl Warehouse {
     }
 
     /// Runs one SQL statement and collects its result.
+    ///
+    /// A statement naming a damaged table fails with the table's reason.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let df = self.ctx.sql(sql).await.map_err(QueryError::from_any)?;
-        df.collect().await.map_err(QueryError::from_any)
+        let run = async {
+            let df = self.ctx.sql(sql).await.map_err(QueryError::from_any)?;
+            df.collect().await.map_err(QueryError::from_any)
+        };
+        run.await.map_err(|e| {
+            let lower = sql.to_ascii_lowercase();
+            let named = self.damaged.iter().find(|(name, _)| {
+                lower
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .any(|w| w == name)
+            });
+            match named {
+                Some((name, why)) => QueryError(format!("table {name} cannot be read: {why}")),
+                None => e,
+            }
+        })
     }
+}
+
+/// Registers table folder `name` (`None`: it holds no files yet).
+async fn register(
+    ctx: &SessionContext,
+    store: &dyn ObjectStore,
+    base: &str,
+    root: &str,
+    name: &str,
+) -> Result<Option<TableInfo>> {
+    let prefix = StorePath::from(format!("{base}/{name}").trim_start_matches('/'));
+    let files: Vec<_> = store
+        .list(Some(&prefix))
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(QueryError::from_any)?
+        .into_iter()
+        .filter(|m| {
+            // Only components below the table folder count as hidden.
+            let below = m.location.prefix_match(&prefix).into_iter().flatten();
+            m.location.as_ref().ends_with(".parquet")
+                && !below
+                    .into_iter()
+                    .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let partitions = files
+        .iter()
+        .filter_map(|m| {
+            m.location
+                .parts()
+                .find_map(|p| p.as_ref().strip_prefix("dt=").map(str::to_owned))
+        })
+        .collect();
+    let location = format!("{root}{name}/");
+    let url = ListingTableUrl::parse(&location).map_err(QueryError::from_any)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![("dt".to_owned(), DataType::Utf8)]);
+    let schema = options
+        .infer_schema(&ctx.state(), &url)
+        .await
+        .map_err(QueryError::from_any)?;
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema.clone());
+    let table = ListingTable::try_new(config).map_err(QueryError::from_any)?;
+    ctx.register_table(name, Arc::new(table))
+        .map_err(QueryError::from_any)?;
+    Ok(Some(TableInfo {
+        name: name.to_owned(),
+        location,
+        schema,
+        files: files.len(),
+        bytes: files.iter().map(|m| m.size).sum(),
+        partitions,
+    }))
 }
 
 impl Warehouse {

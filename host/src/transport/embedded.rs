@@ -7,10 +7,18 @@
 //! (group commit); each append's future resolves after the sync that covers
 //! it. Offsets start at 0 and never repeat; [`EmbeddedLog::truncate_below`]
 //! drops what the writer has committed.
+//!
+//! Readers see only what is durable: reads stop at the end of the last
+//! synced group. A failed sync is fail-stop: that group and every later
+//! append fail with the error, and the log accepts nothing more until the
+//! process restarts (so offsets are never reused, and nothing a reader saw
+//! can vanish). Each log has an id, made when it is created, which the
+//! writer's commit chains record: a log replaced by a new one (a data dir
+//! removed) is noticed, not taken for the old one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -22,6 +30,8 @@ use super::{Position, PublishError, Transport};
 /// Partition of the records: offset (u64 big-endian) -> [key length: u32
 /// LE][key][payload].
 const RECORDS: &str = "records";
+/// Partition of the log's own facts (its id).
+const META: &str = "meta";
 
 /// Appends waiting for the committer, at most; beyond it publishes fail
 /// fast with [`PublishError::QueueFull`].
@@ -63,12 +73,14 @@ struct Append {
 
 pub struct EmbeddedLog {
     path: PathBuf,
+    id: String,
     keyspace: Keyspace,
     records: PartitionHandle,
     queue: mpsc::SyncSender<Append>,
-    /// Next offset to be assigned (one past the last committed record).
+    /// One past the last durable record: readers see nothing beyond it.
     end: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
+    /// Set for good by a failed commit (fail-stop), with its reason.
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 impl EmbeddedLog {
@@ -85,9 +97,26 @@ impl EmbeddedLog {
             Some((k, _)) => offset_of(&k) + 1,
             None => 0,
         };
+        let meta = keyspace
+            .open_partition(META, PartitionCreateOptions::default())
+            .map_err(|e| storage(&e))?;
+        let id = match meta.get("id").map_err(|e| storage(&e))? {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                meta.insert("id", id.as_bytes()).map_err(|e| storage(&e))?;
+                keyspace
+                    .persist(PersistMode::SyncAll)
+                    .map_err(|e| storage(&e))?;
+                if end > 0 {
+                    tracing::info!(log = %dir.display(), "the embedded log has no id (made before ids): it is log:{id} now");
+                }
+                id
+            }
+        };
         let (queue, pending) = mpsc::sync_channel(QUEUE_CAPACITY);
         let end = Arc::new(AtomicU64::new(end));
-        let failed = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(std::sync::OnceLock::new());
         let committer = Committer {
             keyspace: keyspace.clone(),
             records: records.clone(),
@@ -100,6 +129,7 @@ impl EmbeddedLog {
             .map_err(|e| storage(&e))?;
         Ok(Arc::new(EmbeddedLog {
             path,
+            id,
             keyspace,
             records,
             queue,
@@ -112,15 +142,41 @@ impl EmbeddedLog {
         &self.path
     }
 
-    /// One past the last committed offset.
+    /// The log's identity for commit chains: `log:<uuid>`, made when the log
+    /// was created.
+    pub fn id(&self) -> String {
+        format!("log:{}", self.id)
+    }
+
+    /// One past the last durable offset.
     pub fn end_offset(&self) -> u64 {
         self.end.load(Ordering::Acquire)
+    }
+
+    /// The first offset still in the log (the end when it is empty).
+    pub fn start_offset(&self) -> Result<u64, LogError> {
+        match self
+            .records
+            .first_key_value()
+            .map_err(|e| LogError::storage(&self.path, &e))?
+        {
+            Some((k, _)) => Ok(offset_of(&k).min(self.end_offset())),
+            None => Ok(self.end_offset()),
+        }
+    }
+
+    /// Why the log stopped accepting appends, if it did (a failed sync).
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// Appends one record; resolves with its offset once committed.
     pub async fn append(&self, key: &[u8], payload: &[u8]) -> Result<u64, PublishError> {
         if payload.len() > MAX_RECORD_BYTES {
             return Err(PublishError::TooLarge(payload.len()));
+        }
+        if let Some(why) = self.failure() {
+            return Err(PublishError::Failed(why.to_owned()));
         }
         let mut record = Vec::with_capacity(4 + key.len() + payload.len());
         record.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -142,18 +198,39 @@ impl EmbeddedLog {
         }
     }
 
-    /// Up to `max` records from `from` on, in offset order.
+    /// Up to `max` durable records from `from` on, in offset order.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<Record>, LogError> {
+        self.read_bounded(from, max, usize::MAX)
+    }
+
+    /// Like [`EmbeddedLog::read`], stopping once `max_bytes` of payload are
+    /// read (a larger record comes alone).
+    pub fn read_bounded(
+        &self,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Record>, LogError> {
+        // Only what a sync covered: a group being committed is invisible.
+        let end = self.end_offset();
+        if from >= end {
+            return Ok(Vec::new());
+        }
         // Offsets are contiguous, so a bounded range names exactly the
         // records wanted and the tree need not look past them.
-        let until = from.saturating_add(max as u64);
+        let until = from.saturating_add(max as u64).min(end);
         let out = self.collect(
             self.records.range(from.to_be_bytes()..until.to_be_bytes()),
             max,
+            max_bytes,
         )?;
-        if out.is_empty() && from < self.end_offset() {
+        if out.is_empty() {
             // `from` lies below what truncation kept: read on past the hole.
-            return self.collect(self.records.range(from.to_be_bytes()..), max);
+            return self.collect(
+                self.records.range(from.to_be_bytes()..end.to_be_bytes()),
+                max,
+                max_bytes,
+            );
         }
         Ok(out)
     }
@@ -162,20 +239,26 @@ impl EmbeddedLog {
         &self,
         entries: impl Iterator<Item = fjall::Result<fjall::KvPair>>,
         max: usize,
+        max_bytes: usize,
     ) -> Result<Vec<Record>, LogError> {
         let mut out = Vec::with_capacity(max.min(4096));
+        let mut total = 0usize;
         for entry in entries.take(max) {
+            if total >= max_bytes {
+                break;
+            }
             let (k, v) = entry.map_err(|e| LogError::storage(&self.path, &e))?;
-            let bytes: &[u8] = &v;
-            let key_len = bytes
+            let value: &[u8] = &v;
+            let key_len = value
                 .get(..4)
                 .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
                 .unwrap_or(0);
-            let key_end = (4 + key_len).min(bytes.len());
+            let key_end = (4 + key_len).min(value.len());
+            total += value.len() - key_end;
             out.push(Record {
                 offset: offset_of(&k),
-                key: bytes[4.min(bytes.len())..key_end].to_vec(),
-                payload: bytes[key_end..].to_vec(),
+                key: value[4.min(value.len())..key_end].to_vec(),
+                payload: value[key_end..].to_vec(),
             });
         }
         Ok(out)
@@ -215,7 +298,7 @@ impl Transport for Arc<EmbeddedLog> {
     }
 
     async fn healthy(&self) -> bool {
-        !self.failed.load(Ordering::Relaxed)
+        self.failure().is_none()
     }
 
     async fn flush(&self, _timeout: Duration) {
@@ -231,7 +314,7 @@ struct Committer {
     keyspace: Keyspace,
     records: PartitionHandle,
     end: Arc<AtomicU64>,
-    failed: Arc<AtomicBool>,
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Committer {
@@ -245,21 +328,31 @@ impl Committer {
                     Err(_) => break,
                 }
             }
+            if let Some(why) = self.failed.get() {
+                for a in group.drain(..) {
+                    let _ = a.done.send(Err(why.clone()));
+                }
+                continue;
+            }
             let first_offset = self.end.load(Ordering::Acquire);
             match self.commit(first_offset, &group) {
                 Ok(()) => {
                     self.end
                         .store(first_offset + group.len() as u64, Ordering::Release);
-                    self.failed.store(false, Ordering::Relaxed);
                     for (i, a) in group.drain(..).enumerate() {
                         let _ = a.done.send(Ok(first_offset + i as u64));
                     }
                 }
                 Err(e) => {
-                    tracing::error!("embedded log commit failed: {e}");
-                    self.failed.store(true, Ordering::Relaxed);
+                    let why = format!(
+                        "the embedded log failed to sync offsets {first_offset}..{} ({e}); it \
+                         acknowledges nothing more until eventsift restarts",
+                        first_offset + group.len() as u64
+                    );
+                    tracing::error!("{why}");
+                    let _ = self.failed.set(why.clone());
                     for a in group.drain(..) {
-                        let _ = a.done.send(Err(format!("commit failed: {e}")));
+                        let _ = a.done.send(Err(why.clone()));
                     }
                 }
             }
@@ -277,6 +370,11 @@ impl Committer {
             );
         }
         batch.commit()?;
+        if crate::faults::fires("log_sync") {
+            return Err(fjall::Error::Io(std::io::Error::other(
+                "failpoint log_sync: injected error",
+            )));
+        }
         self.keyspace.persist(PersistMode::SyncAll)
     }
 }
@@ -317,9 +415,20 @@ mod tests {
             log.truncate_below(100).unwrap();
             assert_eq!(log.read(0, 100).unwrap().len(), 1);
         }
-        let log = EmbeddedLog::open(dir.path()).unwrap();
-        assert_eq!(log.end_offset(), 10);
-        assert_eq!(rt.block_on(log.append(b"k", b"v")).unwrap(), 10);
+        let id = {
+            let log = EmbeddedLog::open(dir.path()).unwrap();
+            assert_eq!(log.end_offset(), 10);
+            assert_eq!(log.start_offset().unwrap(), 9);
+            assert_eq!(rt.block_on(log.append(b"k", b"v")).unwrap(), 10);
+            log.id()
+        };
+        // The id stays with the log; a new log gets a new one.
+        assert_eq!(EmbeddedLog::open(dir.path()).unwrap().id(), id);
+        let other = tempfile::tempdir().unwrap();
+        let fresh = EmbeddedLog::open(other.path()).unwrap();
+        assert_ne!(fresh.id(), id);
+        assert!(fresh.id().starts_with("log:"));
+        assert_eq!(fresh.start_offset().unwrap(), 0);
     }
 
     #[test]

@@ -1,35 +1,63 @@
 //! The commit protocol: how files become visible exactly once, and where a
-//! writer resumes. See `ARCHITECTURE.md` ("Writer commit protocol").
+//! writer resumes. See `ARCHITECTURE.md` ("Writer commit protocol") and
+//! `docs/RELIABILITY.md`.
 //!
-//! Per source partition, commits form a chain of position ranges
-//! `[start, end)`, each `start` the `end` of the one before. A commit:
+//! Per source partition, commits form a **chain** of position ranges
+//! `[start, end)`, each `start` the `end` of the one before, from the
+//! chain's low-water mark on. A chain belongs to one source identity (the
+//! embedded log's id, or Kafka's cluster and topic ids) and has a sequence
+//! number; a partition's current chain is its highest. The partition's
+//! folder `_eventsift/commits/<source>/<partition>/` holds:
 //!
-//! 1. writes every file under `_eventsift/inflight/` (a name readers ignore);
-//! 2. writes the record (JSON: range, files, writer) to a hidden temporary
-//!    name, then **publishes** it to `_eventsift/commits/<source>/<partition>/<start>.json`
-//!    with a rename that fails if the name exists. This is the commit point;
-//!    the exclusive name is also the fence: two writers that both believe they
-//!    own a partition race for the same name and exactly one wins;
-//! 3. renames each file to its final name under `<table>/dt=<date>/`.
+//! - `c<chain>.chain`: the chain's head (identity, first position), created
+//!   once by an exclusive publish;
+//! - `c<chain>-<start>.json`: commit records (range, files, writer, nonce);
+//! - `c<chain>-<pos>.low`: low-water marks written by pruning, before the
+//!   records below them are deleted;
+//! - `<start>.json`: records of a chain written before identities existed
+//!   (adopted once, then pruned).
 //!
-//! A writer taking a partition ([`Commits::recover`]) reads its records,
-//! finishes the renames of any record a crash interrupted, and resumes at
-//! the highest `end`. The loser of a fence drops its buffered rows and
-//! recovers, so it resumes after the winner's range.
+//! A commit ([`Commits::commit`]):
+//!
+//! 1. writes every file under `_eventsift/inflight/<source>/<partition>/`
+//!    with a name carrying chain, start and a per-attempt nonce;
+//! 2. writes the record to a hidden temporary name, then **publishes** it as
+//!    `c<chain>-<start>.json` with a rename that fails if the name exists:
+//!    the commit point and the fence. An unknown outcome (an error after the
+//!    request left) is resolved by reading the record back and comparing
+//!    nonces, never by guessing;
+//! 3. checks that the record **links**: its chain is still current and the
+//!    walk from the low-water mark reaches it. A record that does not link
+//!    (a zombie publishing a pruned start) counts for nothing: its writer
+//!    removes it and recovers;
+//! 4. moves each file to its final name under `<table>/dt=<date>/`, never
+//!    replacing a file.
+//!
+//! Taking a partition ([`Commits::take`]) checks the chain against the
+//! source (identity, end, earliest position), finishes the moves of records
+//! a crash interrupted, collects orphaned in-flight files and returns the
+//! chain's end.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::warehouse::{Warehouse, WarehouseError};
+use super::metrics as m;
+use super::warehouse::{Moved, Warehouse, WarehouseError};
+use crate::faults;
 
 /// Folder of the protocol's own files (ignored by query engines: leading `_`).
 pub const META_DIR: &str = "_eventsift";
-/// How many records are kept per partition; older ones are pruned.
-const KEEP_RECORDS: usize = 64;
+/// Records kept per partition unless configured otherwise.
+pub const DEFAULT_KEEP_RECORDS: usize = 64;
+/// In-flight files named the pre-chain way (no partition in the name) are
+/// collected once they are this old.
+const LEGACY_ORPHAN_AGE: Duration = Duration::from_secs(3600);
+/// At most this many stale records or markers are deleted per prune.
+const PRUNE_BATCH: usize = 256;
 
 /// A committed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,14 +76,39 @@ pub struct CommittedFile {
 pub struct CommitRecord {
     pub source: String,
     pub partition: i32,
+    /// The chain it belongs to (0: written before chains had heads).
+    #[serde(default)]
+    pub chain: u32,
+    /// The source identity of the chain.
+    #[serde(default)]
+    pub source_id: Option<String>,
     /// First position covered.
     pub start: i64,
     /// Position after the last one covered: where the next commit starts.
     pub end: i64,
     pub writer: String,
+    /// Unique per commit attempt: tells a writer whether a published
+    /// record is its own.
+    #[serde(default)]
+    pub nonce: String,
     /// RFC 3339.
     pub committed_at: String,
     pub files: Vec<CommittedFile>,
+}
+
+/// The head of a chain: which source it belongs to and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    pub chain: u32,
+    pub source: String,
+    pub partition: i32,
+    pub source_id: String,
+    /// The chain's first position (its low-water mark until pruned).
+    pub start: i64,
+    pub created_at: String,
+    pub writer: String,
+    /// Why it was started.
+    pub reason: String,
 }
 
 /// A file to commit: its bytes and where it goes.
@@ -69,9 +122,43 @@ pub struct PendingFile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {
     Committed,
-    /// Another writer committed from the same start: this one is fenced
-    /// and must recover the partition.
+    /// Another writer committed from the same start, or the record does not
+    /// link into the chain: this one must take the partition again.
     Fenced,
+}
+
+/// The identity and extent of a source partition when a writer takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceView {
+    /// `log:<uuid>` for the embedded log, `kafka:<cluster id>/<topic id>`.
+    pub id: String,
+    /// First position still in the source.
+    pub earliest: i64,
+    /// Position after the last record.
+    pub end: i64,
+}
+
+/// What a writer does with partitions whose chain does not fit the source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TakeOptions {
+    /// Start a new chain for partitions whose chain belongs to this source
+    /// identity but cannot continue (the source changed, or it ends before
+    /// the chain does). Nothing is automatic: the operator names the old
+    /// identity, which the refusal printed.
+    pub new_chain_from: Option<String>,
+    /// Skip records deleted from the source (retention) before they were
+    /// written, logging and counting them, instead of stopping the partition.
+    pub accept_gaps: bool,
+}
+
+/// Where a taken partition resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The chain's end: the next commit's start.
+    pub chain: i64,
+    /// The first source position to read (past `chain` only after an
+    /// accepted gap).
+    pub source: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,42 +167,104 @@ pub enum CommitError {
     Warehouse(#[from] WarehouseError),
     #[error("commit record {path} is unreadable: {message}")]
     BadRecord { path: String, message: String },
+    /// The partition must not be started (identity, end or gap); the
+    /// message says why and what the operator can do.
+    #[error("{0}")]
+    Refused(String),
+    /// The publish did not happen (definitely): the attempt was cleaned up
+    /// and may be retried.
+    #[error("the commit record {0} was not published")]
+    NotPublished(String),
+    /// Stopping while a publish's outcome was still unknown: the attempt's
+    /// files stay for the next writer's recovery to resolve.
+    #[error("stopped before the outcome of publishing {0} was known")]
+    Unresolved(String),
+    #[error("partition {0} was not taken by this writer")]
+    NotTaken(i32),
 }
 
-/// Crash-testing hooks: `EVENTSIFT_FAILPOINT=after_tmp|after_record|after_rename`
-/// (optionally `name@N` for the N-th time) aborts the process at that step.
+impl CommitError {
+    /// Whether retrying may help (the warehouse failed or did not answer).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            CommitError::Warehouse(_) | CommitError::NotPublished(_)
+        )
+    }
+}
+
+/// The name of a file in a partition's commit folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Legacy(i64),
+    Record(u32, i64),
+    Head(u32),
+    Low(u32, i64),
+    Other,
+}
+
+fn parse_name(name: &str) -> Name {
+    fn digits<T: std::str::FromStr>(s: &str, n: usize) -> Option<T> {
+        (s.len() == n && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    }
+    if let Some(stem) = name.strip_suffix(".json") {
+        if let Some(start) = digits(stem, 20) {
+            return Name::Legacy(start);
+        }
+        if let Some((c, start)) = stem.strip_prefix('c').and_then(|s| s.split_once('-'))
+            && let (Some(c), Some(start)) = (digits(c, 6), digits(start, 20))
+        {
+            return Name::Record(c, start);
+        }
+    } else if let Some(stem) = name.strip_suffix(".chain") {
+        if let Some(c) = stem.strip_prefix('c').and_then(|c| digits(c, 6)) {
+            return Name::Head(c);
+        }
+    } else if let Some(stem) = name.strip_suffix(".low")
+        && let Some((c, pos)) = stem.strip_prefix('c').and_then(|s| s.split_once('-'))
+        && let (Some(c), Some(pos)) = (digits(c, 6), digits(pos, 20))
+    {
+        return Name::Low(c, pos);
+    }
+    Name::Other
+}
+
+/// What this writer knows of a partition it took.
 #[derive(Debug)]
-struct Failpoint {
-    name: String,
-    countdown: Mutex<u32>,
+struct Part {
+    head: ChainHead,
+    low: i64,
+    /// Records of the head's chain read so far, by start (they never change).
+    records: BTreeMap<i64, CommitRecord>,
+    /// The end of the linked chain.
+    end: i64,
+    /// Linked records whose files are not all moved yet (a move failed).
+    unfinished: Vec<CommitRecord>,
 }
 
-impl Failpoint {
-    fn from_env() -> Option<Failpoint> {
-        let spec = std::env::var("EVENTSIFT_FAILPOINT").ok()?;
-        let (name, n) = match spec.split_once('@') {
-            Some((name, n)) => (name.to_owned(), n.parse().unwrap_or(1)),
-            None => (spec, 1),
-        };
-        tracing::warn!("failpoint {name} armed (the process aborts there, time {n})");
-        Some(Failpoint {
-            name,
-            countdown: Mutex::new(n),
-        })
+impl Part {
+    /// Starts of the linked records, oldest first, and the chain's end.
+    fn walk(&self) -> (Vec<i64>, i64) {
+        let mut starts = Vec::new();
+        let mut pos = self.low;
+        while let Some(r) = self.records.get(&pos) {
+            if r.end <= r.start {
+                break;
+            }
+            starts.push(pos);
+            pos = r.end;
+        }
+        (starts, pos)
     }
+}
 
-    fn hit(fp: &Option<Failpoint>, at: &str) {
-        let Some(fp) = fp else { return };
-        if fp.name != at {
-            return;
-        }
-        let mut left = fp.countdown.lock().unwrap_or_else(|p| p.into_inner());
-        *left = left.saturating_sub(1);
-        if *left == 0 {
-            eprintln!("failpoint {at}: aborting");
-            std::process::abort();
-        }
-    }
+/// The outcome of one publish, once known.
+enum Published {
+    Ours,
+    Theirs,
+    No,
 }
 
 /// The commit records of one source (a Kafka topic, or the embedded log).
@@ -123,168 +272,826 @@ pub struct Commits {
     wh: Arc<Warehouse>,
     source: String,
     writer: String,
-    failpoint: Option<Failpoint>,
-    /// Records known to have all their files renamed.
-    complete: Mutex<HashSet<(i32, i64)>>,
+    keep: usize,
+    parts: Mutex<HashMap<i32, Part>>,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
 impl Commits {
-    pub fn new(wh: Arc<Warehouse>, source: &str, writer: &str) -> Self {
+    /// Commits of `source` in `wh` by `writer`, keeping `keep` records per
+    /// partition (at least 1).
+    pub fn new(wh: Arc<Warehouse>, source: &str, writer: &str, keep: usize) -> Self {
         Commits {
             wh,
             source: source.to_owned(),
             writer: writer.to_owned(),
-            failpoint: Failpoint::from_env(),
-            complete: Mutex::new(HashSet::new()),
+            keep: keep.max(1),
+            parts: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn warehouse(&self) -> &Arc<Warehouse> {
+        &self.wh
+    }
+
+    fn parts(&self) -> MutexGuard<'_, HashMap<i32, Part>> {
+        self.parts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn dir(&self, partition: i32) -> String {
         format!("{META_DIR}/commits/{}/{partition}", self.source)
     }
 
-    fn record_path(&self, partition: i32, start: i64) -> String {
-        format!("{}/{start:020}.json", self.dir(partition))
+    fn inflight_dir(&self, partition: i32) -> String {
+        format!("{META_DIR}/inflight/{}/{partition}", self.source)
     }
 
-    /// The records of `partition`, oldest first.
-    pub fn records(&self, partition: i32) -> Result<Vec<CommitRecord>, CommitError> {
-        let dir = self.dir(partition);
-        let mut out = Vec::new();
-        for e in self.wh.list(&dir)? {
-            if e.is_dir || !e.name.ends_with(".json") || e.name.starts_with('.') {
+    fn record_path(&self, partition: i32, chain: u32, start: i64) -> String {
+        format!("{}/c{chain:06}-{start:020}.json", self.dir(partition))
+    }
+
+    fn listing(&self, partition: i32) -> Result<Vec<(String, Name)>, CommitError> {
+        Ok(self
+            .wh
+            .list(&self.dir(partition))?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| {
+                let n = parse_name(&e.name);
+                (e.name, n)
+            })
+            .collect())
+    }
+
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, CommitError> {
+        let bytes = self.wh.read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| CommitError::BadRecord {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes `json` to a hidden name in `dir`, then publishes it as `name`;
+    /// whether it was published (false: the name exists). A failed attempt
+    /// removes its temporary.
+    fn publish_new(&self, dir: &str, name: &str, json: Vec<u8>) -> Result<bool, CommitError> {
+        let tmp = format!("{dir}/.{name}.{}", uuid::Uuid::now_v7().simple());
+        self.wh.write(&tmp, Bytes::from(json))?;
+        let published = self.wh.publish(&tmp, &format!("{dir}/{name}"));
+        if !matches!(published, Ok(true)) {
+            let _ = self.wh.remove(&tmp);
+        }
+        Ok(published?)
+    }
+
+    /// Takes over `partition`: checks its chain against the source, finishes
+    /// any interrupted commit, collects orphans, and returns where to resume.
+    /// [`CommitError::Refused`] means the partition must not be started.
+    pub fn take(
+        &self,
+        partition: i32,
+        view: &SourceView,
+        options: &TakeOptions,
+    ) -> Result<Resume, CommitError> {
+        self.parts().remove(&partition);
+        loop {
+            let listing = self.listing(partition)?;
+            let head_seq = listing
+                .iter()
+                .filter_map(|(_, n)| match n {
+                    Name::Head(c) => Some(*c),
+                    _ => None,
+                })
+                .max();
+            let Some(seq) = head_seq else {
+                // No chain yet: start one, adopting a chain written before
+                // chains had identities.
+                let legacy: Vec<i64> = listing
+                    .iter()
+                    .filter_map(|(_, n)| match n {
+                        Name::Legacy(s) => Some(*s),
+                        _ => None,
+                    })
+                    .collect();
+                let (start, reason) = if legacy.is_empty() {
+                    (view.earliest, "new chain".to_owned())
+                } else {
+                    let mut end = 0;
+                    for s in &legacy {
+                        let r: CommitRecord =
+                            self.read_json(&format!("{}/{s:020}.json", self.dir(partition)))?;
+                        self.finish(&r)?;
+                        end = end.max(r.end);
+                    }
+                    tracing::warn!(
+                        source = %self.source,
+                        partition,
+                        "adopting the chain written before source identities ({} records, \
+                         positions below {end}) for source {}",
+                        legacy.len(),
+                        view.id
+                    );
+                    (
+                        end,
+                        format!(
+                            "adopted a chain without identity ({} records, end {end})",
+                            legacy.len()
+                        ),
+                    )
+                };
+                self.new_chain(partition, 1, view, start, reason)?;
                 continue;
+            };
+            let head: ChainHead =
+                self.read_json(&format!("{}/c{seq:06}.chain", self.dir(partition)))?;
+            let part = self.load(partition, head, &listing)?;
+            let new_chain_ok = options.new_chain_from.as_deref() == Some(&part.head.source_id);
+            let (_, end) = part.walk();
+            if part.head.source_id != view.id {
+                if new_chain_ok {
+                    self.finish_all(partition, &part)?;
+                    let reason = format!(
+                        "new chain: the source changed from {} to {} (requested)",
+                        part.head.source_id, view.id
+                    );
+                    self.new_chain(partition, seq + 1, view, view.earliest, reason)?;
+                    continue;
+                }
+                return Err(CommitError::Refused(format!(
+                    "{} partition {partition}: the warehouse's chain belongs to source {} \
+                     (committed up to position {end}), but the source is now {} (positions \
+                     {}..{}): its data dir or topic was replaced. Nothing was written for this \
+                     partition. To start a new chain for the new source deliberately, run again \
+                     with --new-chain-from {}",
+                    self.source,
+                    part.head.source_id,
+                    view.id,
+                    view.earliest,
+                    view.end,
+                    part.head.source_id
+                )));
             }
-            let path = format!("{dir}/{}", e.name);
-            let bytes = self.wh.read(&path)?;
-            let record: CommitRecord =
-                serde_json::from_slice(&bytes).map_err(|e| CommitError::BadRecord {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            out.push(record);
-        }
-        out.sort_by_key(|r| r.start);
-        Ok(out)
-    }
-
-    /// Takes over `partition`: finishes any interrupted commit and returns
-    /// the position to resume from (0 when nothing was committed).
-    pub fn recover(&self, partition: i32) -> Result<i64, CommitError> {
-        let records = self.records(partition)?;
-        for r in &records {
-            self.finish(r)?;
-        }
-        Ok(records.iter().map(|r| r.end).max().unwrap_or(0))
-    }
-
-    /// Renames the files of `record` that are still in progress.
-    fn finish(&self, record: &CommitRecord) -> Result<(), CommitError> {
-        let key = (record.partition, record.start);
-        if self
-            .complete
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
-        {
-            return Ok(());
-        }
-        for f in &record.files {
-            if self.wh.exists(&f.tmp)? {
-                tracing::info!(file = %f.path, "finishing an interrupted commit");
-                self.wh.rename(&f.tmp, &f.path)?;
-            } else if !self.wh.exists(&f.path)? {
-                tracing::error!(
-                    file = %f.path,
-                    "a committed file is missing (deleted by hand?)"
+            if end > view.end {
+                if new_chain_ok {
+                    // The same source lost its tail: positions from its end
+                    // on are new records; those below were committed.
+                    self.finish_all(partition, &part)?;
+                    let reason = format!(
+                        "new chain: source {} ends at {} before the chain's end {end} (requested)",
+                        view.id, view.end
+                    );
+                    self.new_chain(partition, seq + 1, view, view.end, reason)?;
+                    continue;
+                }
+                return Err(CommitError::Refused(format!(
+                    "{} partition {partition}: the warehouse's chain ends at position {end}, \
+                     beyond the end of source {} (position {}): the source lost records the \
+                     warehouse holds. Nothing was written for this partition. To start a new \
+                     chain at the source's end deliberately, run again with --new-chain-from {}",
+                    self.source, view.id, view.end, part.head.source_id
+                )));
+            }
+            let source = if end < view.earliest {
+                if !options.accept_gaps {
+                    return Err(CommitError::Refused(format!(
+                        "{} partition {partition}: records {end}..{} are gone from source {} \
+                         (deleted by retention before they were written). Nothing was written \
+                         for this partition. To skip them deliberately, run again with \
+                         --accept-retention-gaps",
+                        self.source, view.earliest, view.id
+                    )));
+                }
+                tracing::warn!(
+                    source = %self.source,
+                    partition,
+                    "skipping records {end}..{} deleted from the source before they were \
+                     written (--accept-retention-gaps)",
+                    view.earliest
                 );
-            }
+                ::metrics::counter!(m::GAP_RECORDS, "partition" => partition.to_string())
+                    .increment((view.earliest - end) as u64);
+                view.earliest
+            } else {
+                end
+            };
+            self.finish_all(partition, &part)?;
+            let mut part = part;
+            part.end = end;
+            self.parts().insert(partition, part);
+            return Ok(Resume { chain: end, source });
         }
-        self.complete
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key);
+    }
+
+    /// Publishes the head of chain `seq` (a concurrent writer may win: the
+    /// caller lists again either way).
+    fn new_chain(
+        &self,
+        partition: i32,
+        seq: u32,
+        view: &SourceView,
+        start: i64,
+        reason: String,
+    ) -> Result<(), CommitError> {
+        let head = ChainHead {
+            chain: seq,
+            source: self.source.clone(),
+            partition,
+            source_id: view.id.clone(),
+            start,
+            created_at: now_rfc3339(),
+            writer: self.writer.clone(),
+            reason: reason.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&head).expect("a chain head serializes");
+        if self.publish_new(&self.dir(partition), &format!("c{seq:06}.chain"), json)? {
+            tracing::info!(
+                source = %self.source,
+                partition,
+                "chain {seq} for source {} starts at position {start}: {reason}",
+                view.id
+            );
+        }
         Ok(())
     }
 
-    /// Commits `files` as the range `[start, end)` of `partition`.
+    /// The state of `partition`'s current chain from a listing (reading the
+    /// records not cached yet).
+    fn load(
+        &self,
+        partition: i32,
+        head: ChainHead,
+        listing: &[(String, Name)],
+    ) -> Result<Part, CommitError> {
+        let mut part = Part {
+            low: head.start,
+            head,
+            records: BTreeMap::new(),
+            end: 0,
+            unfinished: Vec::new(),
+        };
+        self.refresh(partition, &mut part, listing)?;
+        Ok(part)
+    }
+
+    /// Brings `part` in line with a listing of its folder: the low-water
+    /// mark, and records added (read) or pruned (forgotten).
+    fn refresh(
+        &self,
+        partition: i32,
+        part: &mut Part,
+        listing: &[(String, Name)],
+    ) -> Result<(), CommitError> {
+        let seq = part.head.chain;
+        for (_, n) in listing {
+            if let Name::Low(c, pos) = n
+                && *c == seq
+            {
+                part.low = part.low.max(*pos);
+            }
+        }
+        let listed: Vec<i64> = listing
+            .iter()
+            .filter_map(|(_, n)| match n {
+                Name::Record(c, s) if *c == seq && *s >= part.low => Some(*s),
+                _ => None,
+            })
+            .collect();
+        part.records.retain(|s, _| listed.contains(s));
+        for start in listed {
+            if part.records.contains_key(&start) {
+                continue;
+            }
+            let path = self.record_path(partition, seq, start);
+            let r: CommitRecord = match self.read_json(&path) {
+                Ok(r) => r,
+                // Pruned (or removed by its writer) since the listing.
+                Err(CommitError::Warehouse(_)) if !self.wh.exists(&path)? => continue,
+                Err(e) => return Err(e),
+            };
+            if r.start != start || r.chain != seq || r.partition != partition {
+                tracing::warn!(path, "a commit record names another range: ignored");
+                continue;
+            }
+            part.records.insert(start, r);
+        }
+        part.end = part.walk().1;
+        Ok(())
+    }
+
+    /// Finishes the linked records of `part` whose files are still in
+    /// flight (one listing of the partition's in-flight folder tells which),
+    /// then sweeps the orphans ([`Commits::sweep`]).
+    fn finish_all(&self, partition: i32, part: &Part) -> Result<(), CommitError> {
+        let inflight = self.inflight(partition)?;
+        let (starts, end) = part.walk();
+        for s in &starts {
+            let r = &part.records[s];
+            if r.files
+                .iter()
+                .any(|f| inflight.iter().any(|(p, _)| *p == f.tmp))
+            {
+                self.finish(r)?;
+            }
+        }
+        self.sweep(partition, part.head.chain, end, &[]);
+        Ok(())
+    }
+
+    /// The in-flight files of `partition`: path and age.
+    fn inflight(&self, partition: i32) -> Result<Vec<(String, Option<Duration>)>, CommitError> {
+        let dir = self.inflight_dir(partition);
+        Ok(self
+            .wh
+            .list(&dir)?
+            .into_iter()
+            .filter(|e| !e.is_dir)
+            .map(|e| {
+                let age = e.modified.and_then(|m| m.elapsed().ok());
+                (format!("{dir}/{}", e.name), age)
+            })
+            .collect())
+    }
+
+    /// Removes in-flight files of `partition` that no record can ever name:
+    /// those of chains older than `chain`, and those whose start lies below
+    /// the chain's `end` (a writer publishing them would be fenced or
+    /// unlinked). Files at or past the end may belong to a live writer and
+    /// stay, as do the `keep` names (files of records still being moved).
+    /// Files named before names carried their partition go once they are
+    /// [`LEGACY_ORPHAN_AGE`] old. Best effort.
+    fn sweep(&self, partition: i32, chain: u32, end: i64, keep: &[&str]) {
+        let inflight = match self.inflight(partition) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!("listing in-flight files: {e}");
+                return;
+            }
+        };
+        let mut removed = 0u64;
+        for (path, _) in &inflight {
+            let name = path.rsplit('/').next().unwrap_or("");
+            let Some((c, start)) = name
+                .strip_prefix('c')
+                .and_then(|s| s.split_once('-'))
+                .and_then(|(c, rest)| {
+                    let (start, _) = rest.split_once('-')?;
+                    Some((c.parse::<u32>().ok()?, start.parse::<i64>().ok()?))
+                })
+            else {
+                continue;
+            };
+            let stale = c < chain || (c == chain && start < end);
+            if stale && !keep.contains(&path.as_str()) && self.wh.remove(path).unwrap_or(false) {
+                removed += 1;
+            }
+        }
+        if let Ok(entries) = self.wh.list(&format!("{META_DIR}/inflight")) {
+            for e in entries.iter().filter(|e| !e.is_dir) {
+                let old = e
+                    .modified
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age >= LEGACY_ORPHAN_AGE);
+                if old
+                    && self
+                        .wh
+                        .remove(&format!("{META_DIR}/inflight/{}", e.name))
+                        .unwrap_or(false)
+                {
+                    removed += 1;
+                }
+            }
+        }
+        if removed > 0 {
+            ::metrics::counter!(m::ORPHANS).increment(removed);
+            tracing::info!(
+                source = %self.source,
+                partition,
+                "removed {removed} orphaned in-flight files"
+            );
+        }
+    }
+
+    /// Moves the files of `record` that are still in progress. A file that
+    /// is gone from both names is reported, not retried.
+    fn finish(&self, record: &CommitRecord) -> Result<(), CommitError> {
+        for f in &record.files {
+            match self.wh.rename(&f.tmp, &f.path)? {
+                Moved::Moved => {
+                    tracing::debug!(file = %f.path, "moved to its final name");
+                }
+                Moved::TargetExists => {}
+                Moved::Missing => {
+                    ::metrics::counter!(m::MISSING_FILES).increment(1);
+                    tracing::error!(
+                        file = %f.path,
+                        partition = record.partition,
+                        start = record.start,
+                        "a committed file is missing under both its names (deleted by hand?): \
+                         its {} rows are not in the table",
+                        f.rows
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The current chain of a taken partition.
+    pub fn chain(&self, partition: i32) -> Option<u32> {
+        self.parts().get(&partition).map(|p| p.head.chain)
+    }
+
+    /// Forgets a partition (revoked).
+    pub fn release(&self, partition: i32) {
+        self.parts().remove(&partition);
+    }
+
+    /// Commits `files` as the range `[start, end)` of `partition`, which this
+    /// writer took. `give_up` is asked while a publish's outcome is unknown
+    /// and the warehouse does not answer: true leaves the attempt for
+    /// recovery ([`CommitError::Unresolved`]).
     pub fn commit(
         &self,
         partition: i32,
         start: i64,
         end: i64,
         files: &[PendingFile],
+        give_up: &dyn Fn() -> bool,
     ) -> Result<(CommitOutcome, CommitRecord), CommitError> {
+        let (seq, source_id, chain_end, unfinished) = {
+            let mut parts = self.parts();
+            let part = parts
+                .get_mut(&partition)
+                .ok_or(CommitError::NotTaken(partition))?;
+            (
+                part.head.chain,
+                part.head.source_id.clone(),
+                part.end,
+                std::mem::take(&mut part.unfinished),
+            )
+        };
+        for r in &unfinished {
+            if let Err(e) = self.finish(r) {
+                self.parts()
+                    .get_mut(&partition)
+                    .map(|p| p.unfinished.extend(unfinished.iter().cloned()));
+                return Err(e);
+            }
+        }
         let nonce = uuid::Uuid::now_v7().simple().to_string();
-        let mut committed = Vec::with_capacity(files.len());
+        let record = CommitRecord {
+            source: self.source.clone(),
+            partition,
+            chain: seq,
+            source_id: Some(source_id),
+            start,
+            end,
+            writer: self.writer.clone(),
+            nonce: nonce.clone(),
+            committed_at: now_rfc3339(),
+            files: Vec::with_capacity(files.len()),
+        };
+        if start != chain_end {
+            // The chain moved (this writer's view is stale): recover.
+            return Ok((CommitOutcome::Fenced, record));
+        }
+        let mut record = record;
+        let inflight = self.inflight_dir(partition);
         for (i, f) in files.iter().enumerate() {
-            let tmp = format!("{META_DIR}/inflight/{nonce}-{i}.parquet");
-            let bytes = f.data.len() as u64;
-            self.wh.write(&tmp, f.data.clone())?;
-            committed.push(CommittedFile {
+            let tmp = format!("{inflight}/c{seq:06}-{start:020}-{nonce}-{i}.parquet");
+            if let Err(e) = self.wh.write(&tmp, f.data.clone()) {
+                let _ = self.wh.remove(&tmp);
+                self.remove_files(&record);
+                return Err(e.into());
+            }
+            record.files.push(CommittedFile {
                 table: f.table.clone(),
                 tmp,
                 path: f.path.clone(),
                 rows: f.rows,
-                bytes,
+                bytes: f.data.len() as u64,
             });
         }
-        Failpoint::hit(&self.failpoint, "after_tmp");
+        faults::abort_at("after_tmp");
+        faults::stop_at("stop_before_publish");
 
-        let record = CommitRecord {
-            source: self.source.clone(),
-            partition,
-            start,
-            end,
-            writer: self.writer.clone(),
-            committed_at: humantime::format_rfc3339_micros(SystemTime::now()).to_string(),
-            files: committed,
-        };
         let json = serde_json::to_vec_pretty(&record).expect("a commit record serializes");
-        let tmp_record = format!("{}/.{start:020}.{nonce}", self.dir(partition));
-        self.wh.write(&tmp_record, Bytes::from(json))?;
-        if !self
-            .wh
-            .publish(&tmp_record, &self.record_path(partition, start))?
-        {
-            self.wh.remove(&tmp_record)?;
-            for f in &record.files {
-                self.wh.remove(&f.tmp)?;
+        let dir = self.dir(partition);
+        let tmp_record = format!("{dir}/.c{seq:06}-{start:020}.{nonce}");
+        let target = self.record_path(partition, seq, start);
+        if let Err(e) = self.wh.write(&tmp_record, Bytes::from(json)) {
+            let _ = self.wh.remove(&tmp_record);
+            self.remove_files(&record);
+            return Err(e.into());
+        }
+        let published = if faults::fires("publish_lost") {
+            Err(injected("publish_lost", &target))
+        } else {
+            let r = self.wh.publish(&tmp_record, &target);
+            if faults::fires("publish_ambiguous") {
+                Err(injected("publish_ambiguous", &target))
+            } else {
+                r
             }
+        };
+        let outcome = match published {
+            Ok(true) => Published::Ours,
+            Ok(false) | Err(_) => {
+                if let Err(e) = &published {
+                    tracing::warn!(
+                        partition,
+                        start,
+                        "the outcome of publishing the commit record is unknown ({e}): \
+                         reading it back"
+                    );
+                }
+                let outcome = self.resolve(&target, &tmp_record, &nonce, give_up)?;
+                if published.is_err() {
+                    ::metrics::counter!(m::UNKNOWN_OUTCOMES).increment(1);
+                    tracing::warn!(
+                        partition,
+                        start,
+                        "unknown publish outcome resolved: {}",
+                        match outcome {
+                            Published::Ours => "committed",
+                            Published::Theirs => "another writer's record",
+                            Published::No => "not published",
+                        }
+                    );
+                }
+                outcome
+            }
+        };
+        match outcome {
+            Published::Ours => {}
+            Published::Theirs => {
+                self.remove_files(&record);
+                return Ok((CommitOutcome::Fenced, record));
+            }
+            Published::No => {
+                self.remove_files(&record);
+                return Err(CommitError::NotPublished(target));
+            }
+        }
+        faults::abort_at("after_record");
+
+        if !self.links(partition, &record)? {
+            tracing::warn!(
+                partition,
+                start,
+                "the published record does not link into the chain (its start was pruned, or \
+                 the chain was replaced): it counts for nothing and is removed"
+            );
+            ::metrics::counter!(m::UNLINKED).increment(1);
+            // Nobody can count it (no walk reaches it): safe to remove.
+            let _ = self.wh.remove(&target);
+            self.remove_files(&record);
             return Ok((CommitOutcome::Fenced, record));
         }
-        Failpoint::hit(&self.failpoint, "after_record");
 
-        for f in &record.files {
-            self.wh.rename(&f.tmp, &f.path)?;
+        let finished = self.finish(&record);
+        faults::abort_at("after_rename");
+        let prune = {
+            let mut parts = self.parts();
+            let part = parts
+                .get_mut(&partition)
+                .ok_or(CommitError::NotTaken(partition))?;
+            part.records.insert(start, record.clone());
+            part.end = end;
+            if let Err(e) = &finished {
+                tracing::warn!(
+                    partition,
+                    start,
+                    "moving committed files (retried later): {e}"
+                );
+                part.unfinished.push(record.clone());
+            }
+            part.walk().0.len() > self.keep.saturating_add(self.keep.div_ceil(4))
+        };
+        if prune && let Err(e) = self.prune(partition) {
+            tracing::warn!(partition, "pruning commit records (retried later): {e}");
         }
-        self.complete
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((partition, start));
-        Failpoint::hit(&self.failpoint, "after_rename");
         Ok((CommitOutcome::Committed, record))
     }
 
-    /// Deletes all but the newest records of `partition` (they are complete:
-    /// every record older than this writer's own commit was finished by
-    /// [`Commits::recover`] or by its writer).
-    pub fn prune(&self, partition: i32) -> Result<(), CommitError> {
-        let dir = self.dir(partition);
-        let names: Vec<String> = self
-            .wh
-            .list(&dir)?
-            .into_iter()
-            .filter(|e| !e.is_dir && e.name.ends_with(".json") && !e.name.starts_with('.'))
-            .map(|e| e.name)
-            .collect();
-        if names.len() > KEEP_RECORDS {
-            for name in &names[..names.len() - KEEP_RECORDS] {
-                self.wh.remove(&format!("{dir}/{name}"))?;
+    /// Resolves a publish whose outcome is unknown: the record at `target`
+    /// is ours (same nonce), another's, or absent, and once this returns,
+    /// ours can no longer appear (its temporary is gone).
+    fn resolve(
+        &self,
+        target: &str,
+        tmp_record: &str,
+        nonce: &str,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<Published, CommitError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let answer = (|| -> Result<Option<Published>, WarehouseError> {
+                match self.wh.read_opt(target)? {
+                    Some(bytes) => {
+                        let theirs: Option<CommitRecord> = serde_json::from_slice(&bytes).ok();
+                        if theirs.is_some_and(|r| r.nonce == nonce) {
+                            return Ok(Some(Published::Ours));
+                        }
+                        self.wh.remove(tmp_record)?;
+                        Ok(Some(Published::Theirs))
+                    }
+                    None => {
+                        self.wh.remove(tmp_record)?;
+                        // Ours can no longer be renamed; it may have been just before.
+                        Ok(match self.wh.read_opt(target)? {
+                            None => Some(Published::No),
+                            Some(_) => None,
+                        })
+                    }
+                }
+            })();
+            match answer {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => continue,
+                Err(e) => {
+                    if give_up() {
+                        return Err(CommitError::Unresolved(target.to_owned()));
+                    }
+                    tracing::warn!("resolving a publish: {e} (retrying)");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
             }
         }
+    }
+
+    /// Whether `record` (published, ours) links into its partition's
+    /// current chain.
+    fn links(&self, partition: i32, record: &CommitRecord) -> Result<bool, CommitError> {
+        let listing = self.listing(partition)?;
+        let current = listing
+            .iter()
+            .filter_map(|(_, n)| match n {
+                Name::Head(c) => Some(*c),
+                _ => None,
+            })
+            .max();
+        if current != Some(record.chain) {
+            return Ok(false);
+        }
+        let mut part = {
+            let mut parts = self.parts();
+            let Some(p) = parts.get_mut(&partition) else {
+                return Ok(false);
+            };
+            Part {
+                head: p.head.clone(),
+                low: p.low,
+                records: std::mem::take(&mut p.records),
+                end: p.end,
+                unfinished: Vec::new(),
+            }
+        };
+        part.records.insert(record.start, record.clone());
+        let refreshed = self.refresh(partition, &mut part, &listing);
+        let linked = refreshed.is_ok()
+            && record.start >= part.low
+            && part.walk().0.contains(&record.start)
+            && part
+                .records
+                .get(&record.start)
+                .is_some_and(|r| r.nonce == record.nonce);
+        part.records.remove(&record.start);
+        if let Some(p) = self.parts().get_mut(&partition) {
+            p.records = part.records;
+            p.low = part.low;
+        }
+        refreshed?;
+        Ok(linked)
+    }
+
+    /// Removes an attempt's in-flight files (best effort).
+    fn remove_files(&self, record: &CommitRecord) {
+        for f in &record.files {
+            if let Err(e) = self.wh.remove(&f.tmp) {
+                tracing::debug!("removing {}: {e}", f.tmp);
+            }
+        }
+    }
+
+    /// Keeps the newest `keep` linked records of `partition`: writes a
+    /// low-water mark at the oldest kept one, then deletes what lies below
+    /// it (older chains' and pre-chain records included, a batch at a time).
+    pub fn prune(&self, partition: i32) -> Result<(), CommitError> {
+        let (seq, starts, end, unfinished) = {
+            let parts = self.parts();
+            let Some(part) = parts.get(&partition) else {
+                return Ok(());
+            };
+            let (starts, end) = part.walk();
+            let unfinished: Vec<String> = part
+                .unfinished
+                .iter()
+                .flat_map(|r| r.files.iter().map(|f| f.tmp.clone()))
+                .collect();
+            (part.head.chain, starts, end, unfinished)
+        };
+        if starts.len() <= self.keep {
+            return Ok(());
+        }
+        let low = starts[starts.len() - self.keep];
+        let dir = self.dir(partition);
+        let marker = serde_json::json!({ "low": low, "at": now_rfc3339(), "writer": self.writer });
+        // The mark is durable before anything below it goes.
+        self.wh.write(
+            &format!("{dir}/c{seq:06}-{low:020}.low"),
+            Bytes::from(marker.to_string()),
+        )?;
+        if let Some(p) = self.parts().get_mut(&partition) {
+            p.low = p.low.max(low);
+            p.records.retain(|s, _| *s >= low);
+        }
+        let listing = self.listing(partition)?;
+        let mut deleted = 0;
+        for (name, n) in &listing {
+            let stale = match *n {
+                Name::Record(c, s) => c < seq || s < low,
+                Name::Low(c, pos) => c < seq || pos < low,
+                Name::Legacy(_) => true,
+                Name::Head(_) | Name::Other => false,
+            };
+            if stale {
+                self.wh.remove(&format!("{dir}/{name}"))?;
+                deleted += 1;
+                if deleted >= PRUNE_BATCH {
+                    break;
+                }
+            }
+        }
+        tracing::debug!(partition, low, deleted, "pruned commit records");
+        let keep: Vec<&str> = unfinished.iter().map(String::as_str).collect();
+        self.sweep(partition, seq, end, &keep);
         Ok(())
     }
+
+    /// The linked records of `partition`'s current chain as this writer
+    /// knows them (for tests and tools).
+    pub fn linked(&self, partition: i32) -> Vec<CommitRecord> {
+        let parts = self.parts();
+        let Some(part) = parts.get(&partition) else {
+            return Vec::new();
+        };
+        part.walk()
+            .0
+            .iter()
+            .map(|s| part.records[s].clone())
+            .collect()
+    }
+}
+
+fn injected(point: &str, path: &str) -> WarehouseError {
+    WarehouseError {
+        op: "publish",
+        path: path.to_owned(),
+        message: format!("failpoint {point}: injected error"),
+    }
+}
+
+/// Reads the linked records of every partition chain of `source` in `wh`
+/// (for `eventsift tables`, tools and tests): `(partition, records)`.
+pub fn read_chains(
+    wh: &Arc<Warehouse>,
+    source: &str,
+) -> Result<Vec<(i32, Vec<CommitRecord>)>, CommitError> {
+    let mut out = Vec::new();
+    for e in wh.list(&format!("{META_DIR}/commits/{source}"))? {
+        let Ok(partition) = e.name.parse::<i32>() else {
+            continue;
+        };
+        let commits = Commits::new(wh.clone(), source, "reader", usize::MAX);
+        let listing = commits.listing(partition)?;
+        let Some(seq) = listing
+            .iter()
+            .filter_map(|(_, n)| match n {
+                Name::Head(c) => Some(*c),
+                _ => None,
+            })
+            .max()
+        else {
+            continue;
+        };
+        let head: ChainHead =
+            commits.read_json(&format!("{}/c{seq:06}.chain", commits.dir(partition)))?;
+        let part = commits.load(partition, head, &listing)?;
+        let records = part
+            .walk()
+            .0
+            .iter()
+            .map(|s| part.records[s].clone())
+            .collect();
+        out.push((partition, records));
+    }
+    out.sort_by_key(|(p, _)| *p);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -300,36 +1107,272 @@ mod tests {
         }
     }
 
-    #[test]
-    fn chain_fences_and_recovers() {
+    fn view(id: &str, earliest: i64, end: i64) -> SourceView {
+        SourceView {
+            id: id.into(),
+            earliest,
+            end,
+        }
+    }
+
+    fn never() -> bool {
+        false
+    }
+
+    fn warehouse() -> (tempfile::TempDir, Arc<Warehouse>) {
         let dir = tempfile::tempdir().unwrap();
         let wh = Arc::new(Warehouse::open(dir.path().to_str().unwrap()).unwrap());
-        let a = Commits::new(wh.clone(), "events", "a");
-        let b = Commits::new(wh.clone(), "events", "b");
-        assert_eq!(a.recover(3).unwrap(), 0);
+        (dir, wh)
+    }
+
+    fn resume(chain: i64) -> Resume {
+        Resume {
+            chain,
+            source: chain,
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(parse_name("00000000000000004096.json"), Name::Legacy(4096));
+        assert_eq!(
+            parse_name("c000002-00000000000000004096.json"),
+            Name::Record(2, 4096)
+        );
+        assert_eq!(parse_name("c000002.chain"), Name::Head(2));
+        assert_eq!(
+            parse_name("c000002-00000000000000000007.low"),
+            Name::Low(2, 7)
+        );
+        for other in [
+            ".c000002-00000000000000004096.abc",
+            "x.json",
+            "c2-5.json",
+            "c000002.low",
+        ] {
+            assert_eq!(parse_name(other), Name::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn chain_fences_and_recovers() {
+        let (_dir, wh) = warehouse();
+        let opts = TakeOptions::default();
+        let src = view("log:a", 0, 100);
+        let a = Commits::new(wh.clone(), "events", "a", 64);
+        let b = Commits::new(wh.clone(), "events", "b", 64);
+        assert_eq!(a.take(3, &src, &opts).unwrap(), resume(0));
+        assert_eq!(b.take(3, &src, &opts).unwrap(), resume(0));
         let (o, _) = a
-            .commit(3, 0, 10, &[file("t", "t/dt=x/f0.parquet")])
+            .commit(3, 0, 10, &[file("t", "t/dt=x/f0.parquet")], &never)
             .unwrap();
         assert_eq!(o, CommitOutcome::Committed);
         // b still believes the partition starts at 0: fenced, nothing visible.
         let (o, rec) = b
-            .commit(3, 0, 7, &[file("t", "t/dt=x/g0.parquet")])
+            .commit(3, 0, 7, &[file("t", "t/dt=x/g0.parquet")], &never)
             .unwrap();
         assert_eq!(o, CommitOutcome::Fenced);
         assert!(!wh.exists(&rec.files[0].tmp).unwrap());
         assert!(!wh.exists("t/dt=x/g0.parquet").unwrap());
-        assert_eq!(b.recover(3).unwrap(), 10);
+        assert_eq!(b.take(3, &src, &opts).unwrap(), resume(10));
         assert!(wh.exists("t/dt=x/f0.parquet").unwrap());
-        // An interrupted commit: the record exists, the rename did not happen.
+        // An interrupted commit: the record exists, the move did not happen.
         let (o, rec) = b
-            .commit(3, 10, 20, &[file("t", "t/dt=x/g1.parquet")])
+            .commit(3, 10, 20, &[file("t", "t/dt=x/g1.parquet")], &never)
             .unwrap();
         assert_eq!(o, CommitOutcome::Committed);
         wh.rename(&rec.files[0].path, &rec.files[0].tmp).unwrap();
-        let c = Commits::new(wh.clone(), "events", "c");
-        assert_eq!(c.recover(3).unwrap(), 20);
+        let c = Commits::new(wh.clone(), "events", "c", 64);
+        assert_eq!(c.take(3, &src, &opts).unwrap(), resume(20));
         assert!(wh.exists("t/dt=x/g1.parquet").unwrap());
-        assert_eq!(c.records(3).unwrap().len(), 2);
-        assert_eq!(c.recover(4).unwrap(), 0);
+        assert_eq!(c.linked(3).len(), 2);
+        assert_eq!(c.take(4, &src, &opts).unwrap(), resume(0));
+    }
+
+    #[test]
+    fn pruning_keeps_a_bounded_chain_per_partition_and_a_pruned_start_never_counts() {
+        let (_dir, wh) = warehouse();
+        let opts = TakeOptions::default();
+        let src = view("kafka:c/t", 0, 1_000_000);
+        let a = Commits::new(wh.clone(), "events", "a", 4);
+        let zombie = Commits::new(wh.clone(), "events", "z", 4);
+        for p in 0..4 {
+            a.take(p, &src, &opts).unwrap();
+        }
+        assert_eq!(zombie.take(2, &src, &opts).unwrap(), resume(0));
+        for i in 0..40i64 {
+            for p in 0..4 {
+                let f = file("t", &format!("t/dt=x/{p}-{i}.parquet"));
+                let (o, _) = a.commit(p, i * 10, i * 10 + 10, &[f], &never).unwrap();
+                assert_eq!(o, CommitOutcome::Committed);
+            }
+        }
+        for p in 0..4 {
+            let records = wh
+                .list(&format!("{META_DIR}/commits/events/{p}"))
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.name.ends_with(".json"))
+                .count();
+            assert!(
+                (4..=5).contains(&records),
+                "partition {p}: {records} records"
+            );
+        }
+        // The zombie still believes partition 2 starts at 0, whose record is
+        // pruned: its publish succeeds but does not link.
+        let (o, rec) = zombie
+            .commit(2, 0, 10, &[file("t", "t/dt=x/2-0.parquet")], &never)
+            .unwrap();
+        assert_eq!(o, CommitOutcome::Fenced);
+        assert!(
+            !wh.exists(&format!(
+                "{META_DIR}/commits/events/2/c000001-{:020}.json",
+                0
+            ))
+            .unwrap()
+        );
+        assert!(!wh.exists(&rec.files[0].tmp).unwrap());
+        // The committed file of that range was not replaced.
+        assert_eq!(wh.read("t/dt=x/2-0.parquet").unwrap(), b"PAR1");
+        let fresh = Commits::new(wh.clone(), "events", "f", 4);
+        assert_eq!(fresh.take(2, &src, &opts).unwrap(), resume(400));
+    }
+
+    #[test]
+    fn identity_end_and_gaps_refuse_unless_asked() {
+        let (_dir, wh) = warehouse();
+        let opts = TakeOptions::default();
+        let a = Commits::new(wh.clone(), "log", "a", 64);
+        a.take(0, &view("log:old", 0, 100), &opts).unwrap();
+        a.commit(0, 0, 100, &[file("t", "t/dt=x/a.parquet")], &never)
+            .unwrap();
+        let refused = |r: Result<Resume, CommitError>| match r {
+            Err(CommitError::Refused(why)) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let why = refused(a.take(0, &view("log:new", 0, 0), &opts));
+        assert!(why.contains("log:old") && why.contains("log:new"), "{why}");
+        assert!(why.contains("--new-chain-from log:old"), "{why}");
+        let why = refused(a.take(0, &view("log:old", 0, 50), &opts));
+        assert!(why.contains("beyond the end"), "{why}");
+        let why = refused(a.take(0, &view("log:old", 130, 200), &opts));
+        assert!(why.contains("records 100..130 are gone"), "{why}");
+        let gaps = TakeOptions {
+            accept_gaps: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            a.take(0, &view("log:old", 130, 200), &gaps).unwrap(),
+            Resume {
+                chain: 100,
+                source: 130
+            }
+        );
+        // A new chain, deliberately: the new source from its start, names
+        // that cannot collide with the old chain's.
+        let new = TakeOptions {
+            new_chain_from: Some("log:old".into()),
+            ..Default::default()
+        };
+        assert_eq!(a.take(0, &view("log:new", 0, 5), &new).unwrap(), resume(0));
+        a.commit(0, 0, 5, &[file("t", "t/dt=x/b.parquet")], &never)
+            .unwrap();
+        // The old identity no longer matches anything.
+        assert_eq!(a.take(0, &view("log:new", 0, 5), &new).unwrap(), resume(5));
+    }
+
+    #[test]
+    fn legacy_chains_are_adopted_once() {
+        let (_dir, wh) = warehouse();
+        for (s, e) in [(0, 10), (10, 25)] {
+            let r = CommitRecord {
+                source: "events".into(),
+                partition: 1,
+                chain: 0,
+                source_id: None,
+                start: s,
+                end: e,
+                writer: "old".into(),
+                nonce: String::new(),
+                committed_at: now_rfc3339(),
+                files: vec![],
+            };
+            wh.write(
+                &format!("{META_DIR}/commits/events/1/{s:020}.json"),
+                Bytes::from(serde_json::to_vec(&r).unwrap()),
+            )
+            .unwrap();
+        }
+        let a = Commits::new(wh.clone(), "events", "a", 64);
+        let src = view("kafka:c/t", 0, 100);
+        assert_eq!(
+            a.take(1, &src, &TakeOptions::default()).unwrap(),
+            resume(25)
+        );
+        let head: ChainHead = a
+            .read_json(&format!("{META_DIR}/commits/events/1/c000001.chain"))
+            .unwrap();
+        assert_eq!((head.start, head.source_id.as_str()), (25, "kafka:c/t"));
+        assert!(head.reason.contains("adopted"));
+    }
+
+    #[test]
+    fn unknown_publish_outcomes_are_resolved_by_reading_back() {
+        let (_dir, wh) = warehouse();
+        let a = Commits::new(wh.clone(), "events", "a", 64);
+        let src = view("kafka:c/t", 0, 100);
+        a.take(0, &src, &TakeOptions::default()).unwrap();
+        let (o, rec) = a
+            .commit(0, 0, 10, &[file("t", "t/dt=x/a.parquet")], &never)
+            .unwrap();
+        assert_eq!(o, CommitOutcome::Committed);
+        let target = a.record_path(0, 1, 0);
+        let tmp = format!("{}/.tmp", a.dir(0));
+        // Ours already (a retried publish that found its own record).
+        wh.write(&tmp, Bytes::from_static(b"{}")).unwrap();
+        assert!(matches!(
+            a.resolve(&target, &tmp, &rec.nonce, &never).unwrap(),
+            Published::Ours
+        ));
+        // Another writer's: our temporary is removed, so ours never lands.
+        assert!(matches!(
+            a.resolve(&target, &tmp, "other", &never).unwrap(),
+            Published::Theirs
+        ));
+        assert!(!wh.exists(&tmp).unwrap());
+        // Not there at all.
+        wh.write(&tmp, Bytes::from_static(b"{}")).unwrap();
+        assert!(matches!(
+            a.resolve(&a.record_path(0, 1, 10), &tmp, "x", &never)
+                .unwrap(),
+            Published::No
+        ));
+        assert!(!wh.exists(&tmp).unwrap());
+    }
+
+    #[test]
+    fn orphans_below_the_chain_end_are_collected_others_stay() {
+        let (_dir, wh) = warehouse();
+        let a = Commits::new(wh.clone(), "events", "a", 64);
+        let src = view("kafka:c/t", 0, 100);
+        a.take(0, &src, &TakeOptions::default()).unwrap();
+        a.commit(0, 0, 10, &[file("t", "t/dt=x/a.parquet")], &never)
+            .unwrap();
+        let dir = format!("{META_DIR}/inflight/events/0");
+        let crashed = format!("{dir}/c000001-{:020}-n1-0.parquet", 0);
+        let live = format!("{dir}/c000001-{:020}-n2-0.parquet", 10);
+        let legacy_young = format!("{META_DIR}/inflight/n3-0.parquet");
+        for f in [&crashed, &live, &legacy_young] {
+            wh.write(f, Bytes::from_static(b"PAR1")).unwrap();
+        }
+        let b = Commits::new(wh.clone(), "events", "b", 64);
+        assert_eq!(
+            b.take(0, &src, &TakeOptions::default()).unwrap(),
+            resume(10)
+        );
+        assert!(!wh.exists(&crashed).unwrap());
+        assert!(wh.exists(&live).unwrap());
+        assert!(wh.exists(&legacy_young).unwrap());
     }
 }

@@ -16,3 +16,77 @@ pub const COMMIT_SECONDS: &str = "eventsift_writer_commit_seconds";
 pub const COMMITS: &str = "eventsift_writer_commits_total";
 /// Commits lost to another writer (fencing).
 pub const FENCED: &str = "eventsift_writer_fenced_total";
+/// Commit attempts that failed (the warehouse failed or did not answer);
+/// the writer retries them.
+pub const COMMIT_FAILURES: &str = "eventsift_writer_commit_failures_total";
+/// Seconds since the writer's last successful commit (since it started,
+/// before the first one).
+pub const LAST_COMMIT_AGE: &str = "eventsift_writer_last_commit_age_seconds";
+/// Unix time of the writer's last successful commit.
+pub const LAST_COMMIT_TIME: &str = "eventsift_writer_last_commit_timestamp_seconds";
+/// Publishes whose outcome was unknown (an error after the request left),
+/// resolved by reading the record back.
+pub const UNKNOWN_OUTCOMES: &str = "eventsift_writer_unknown_outcomes_total";
+/// Published records that did not link into their chain (a zombie's
+/// pruned start): they count for nothing.
+pub const UNLINKED: &str = "eventsift_writer_unlinked_records_total";
+/// Records skipped because the source deleted them before they were
+/// written (only with `--accept-retention-gaps`), by `partition`.
+pub const GAP_RECORDS: &str = "eventsift_writer_gap_records_total";
+/// Partitions assigned to this writer that it refuses to consume (their
+/// chain does not fit the source; see the log).
+pub const PARTITIONS_STOPPED: &str = "eventsift_writer_partitions_stopped";
+/// Orphaned in-flight files removed at recovery.
+pub const ORPHANS: &str = "eventsift_writer_orphans_removed_total";
+/// Committed files found missing under both names (deleted by hand).
+pub const MISSING_FILES: &str = "eventsift_writer_missing_files_total";
+/// Seeks of the source that failed (retried).
+pub const SEEK_FAILURES: &str = "eventsift_writer_seek_failures_total";
+/// Plugin versions refused at write time because they change a table's
+/// persisted schema incompatibly.
+pub const SCHEMA_REFUSED: &str = "eventsift_writer_schema_refusals_total";
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix ms when this process's writer started (0: no writer).
+static STARTED_AT: AtomicU64 = AtomicU64::new(0);
+/// Unix ms of this process's last successful commit (0: none yet).
+static LAST_COMMIT_AT: AtomicU64 = AtomicU64::new(0);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A writer runs in this process (the age of its last commit is exported).
+pub fn writer_started() {
+    let _ = STARTED_AT.compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
+}
+
+/// A commit succeeded just now.
+pub fn committed_now() {
+    let now = now_ms();
+    LAST_COMMIT_AT.store(now, Ordering::SeqCst);
+    metrics::gauge!(LAST_COMMIT_TIME).set(now as f64 / 1000.0);
+}
+
+/// Seconds since the last commit (since the writer started before the
+/// first one); `None` when no writer runs here.
+pub fn last_commit_age() -> Option<f64> {
+    let started = STARTED_AT.load(Ordering::SeqCst);
+    if started == 0 {
+        return None;
+    }
+    let since = LAST_COMMIT_AT.load(Ordering::SeqCst).max(started);
+    Some(now_ms().saturating_sub(since) as f64 / 1000.0)
+}
+
+/// Sets the last-commit age gauge (called when metrics are rendered, so it
+/// is true even while the writer is stuck in a commit).
+pub fn refresh_age() {
+    if let Some(age) = last_commit_age() {
+        metrics::gauge!(LAST_COMMIT_AGE).set(age);
+    }
+}

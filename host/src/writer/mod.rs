@@ -13,30 +13,37 @@
 pub mod commit;
 pub mod metrics;
 pub mod router;
+pub mod schemas;
 pub mod sink;
 pub mod source;
 pub mod table;
 pub mod warehouse;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 
 use crate::plugin::Registry;
 use crate::transport::embedded::EmbeddedLog;
-use commit::Commits;
+use commit::{Commits, Resume, TakeOptions};
 use router::{RouteTimes, Router};
+use schemas::Schemas;
 use sink::{FromSink, Sink, SinkLimits, SinkTimes, ToSink};
-use source::{KafkaSource, KafkaSourceConfig, Source};
+use source::{Change, KafkaSource, KafkaSourceConfig, Source, Taker};
 use warehouse::Warehouse;
 
 /// Records routed per poll (at most).
 const POLL_MAX: usize = 8192;
+/// How long a stopping writer on the embedded log keeps routing to reach
+/// the log's end.
+pub const DRAIN_BOUND: Duration = Duration::from_secs(10);
+/// Bytes of records routed per poll (at most; a larger record comes alone).
+pub const POLL_MAX_BYTES: usize = 32 << 20;
 
 /// Where the writer reads.
 pub enum Input {
@@ -51,6 +58,30 @@ pub struct WriterConfig {
     pub limits: SinkLimits,
     pub plugin_wait: Duration,
     pub max_record_bytes: usize,
+    /// Commit records kept per partition.
+    pub keep_records: usize,
+    /// What to do with partitions whose chain does not fit the source.
+    pub take: TakeOptions,
+    /// Bound on each HDFS call.
+    pub warehouse_timeout: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            warehouse: "./warehouse".into(),
+            limits: SinkLimits {
+                flush_interval: Duration::from_secs(10),
+                max_file_rows: 1_000_000,
+                max_buffer_bytes: 256 << 20,
+            },
+            plugin_wait: Duration::from_secs(30),
+            max_record_bytes: (1 << 20) + (64 << 10),
+            keep_records: commit::DEFAULT_KEEP_RECORDS,
+            take: TakeOptions::default(),
+            warehouse_timeout: warehouse::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// What the writer reports about itself (for `/healthz` and the benchmark).
@@ -64,8 +95,111 @@ pub struct Status {
     pub routed: Mutex<HashMap<i32, i64>>,
     /// Records not yet committed per partition (when known).
     pub lag: Mutex<HashMap<i32, i64>>,
+    /// Partitions assigned but not consumed, with the reason.
+    pub stopped: Mutex<HashMap<i32, String>>,
+    /// When the last commit succeeded.
+    pub last_commit: Mutex<Option<SystemTime>>,
     /// Time spent per stage.
     pub times: Mutex<Times>,
+    /// Heartbeats of the three threads (Unix ms): each beats at every turn
+    /// of its loop and of its retry loops, so a thread stuck in one call
+    /// stops beating.
+    pub beats: Beats,
+    /// The flush interval (readiness counts commits in intervals).
+    pub flush_interval: Mutex<Duration>,
+}
+
+/// When each writer thread last showed it is not stuck (Unix ms; 0: not
+/// started).
+#[derive(Debug, Default)]
+pub struct Beats {
+    pub source: AtomicU64,
+    pub router: AtomicU64,
+    pub sink: AtomicU64,
+}
+
+/// Unix ms now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A thread not beating for this long is wedged (not alive): well above
+/// the longest wait a thread makes on purpose (a warehouse call is bounded
+/// by its timeout, a wait for a plugin by `--plugin-wait`).
+pub fn wedged_after(warehouse_timeout: Duration, plugin_wait: Duration) -> Duration {
+    (warehouse_timeout * 6)
+        .max(plugin_wait * 2)
+        .max(Duration::from_secs(60))
+}
+
+impl Beats {
+    pub fn beat(cell: &AtomicU64) {
+        cell.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl Status {
+    /// Liveness: the writer's threads run and none is stuck in one call for
+    /// longer than `bound`. An outage it rides out keeps it alive.
+    pub fn liveness(&self, bound: Duration) -> Result<(), String> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err("the writer stopped".into());
+        }
+        let now = now_ms();
+        for (name, cell) in [
+            ("source", &self.beats.source),
+            ("router", &self.beats.router),
+            ("sink", &self.beats.sink),
+        ] {
+            let at = cell.load(Ordering::Relaxed);
+            if at > 0 && now.saturating_sub(at) > bound.as_millis() as u64 {
+                return Err(format!(
+                    "the writer's {name} thread has been stuck for {} s",
+                    now.saturating_sub(at) / 1000
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Readiness: alive, and committing: with records waiting, the last
+    /// commit is at most three flush intervals (and 30 s) old.
+    pub fn readiness(&self, bound: Duration) -> Result<(), String> {
+        self.liveness(bound)?;
+        let lag: i64 = self
+            .lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|l| **l > 0)
+            .sum();
+        let flush = *self
+            .flush_interval
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let allowed = (flush * 3).max(Duration::from_secs(30));
+        let age = metrics::last_commit_age().unwrap_or(0.0);
+        if lag > 0 && age > allowed.as_secs_f64() {
+            return Err(format!(
+                "the writer has {lag} records waiting and its last commit is {age:.0} s old \
+                 (more than {} s)",
+                allowed.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The writer's state as JSON (for `/healthz` and `/readyz`).
+    pub fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "committed": self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "lag": self.lag.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "stopped_partitions": self.stopped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            "last_commit_age_seconds": metrics::last_commit_age(),
+        })
+    }
 }
 
 /// Where the writer's time went.
@@ -79,17 +213,24 @@ pub struct Times {
 /// A running writer.
 pub struct Writer {
     stop: Arc<AtomicBool>,
+    /// On the embedded log: the position to route up to before the final
+    /// commit when stopping (-1: not stopping).
+    drain: Arc<AtomicI64>,
+    log: Option<Arc<EmbeddedLog>>,
     pub status: Arc<Status>,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
 impl Writer {
     /// Opens the warehouse and the source and starts the writer threads.
+    /// Fails when the embedded log's chain does not fit the log (the error
+    /// says why and how to start a new chain).
     pub fn start(config: WriterConfig, input: Input, registry: Arc<Registry>) -> Result<Writer> {
         // Install the metrics recorder before the first event is counted.
         crate::api::metrics::handle();
+        metrics::writer_started();
         let wh = Arc::new(
-            Warehouse::open(&config.warehouse)
+            Warehouse::open_with_timeout(&config.warehouse, config.warehouse_timeout)
                 .with_context(|| format!("opening the warehouse {}", config.warehouse))?,
         );
         let writer_id = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
@@ -97,15 +238,29 @@ impl Writer {
             Input::Embedded(_) => "log".to_owned(),
             Input::Kafka(k) => k.topic.clone(),
         };
-        let commits = Arc::new(Commits::new(wh.clone(), &source_name, &writer_id));
+        let commits = Arc::new(Commits::new(
+            wh.clone(),
+            &source_name,
+            &writer_id,
+            config.keep_records,
+        ));
+        let pump_stop = Arc::new(AtomicBool::new(false));
+        let status = Arc::new(Status::default());
+        let taker = Taker {
+            commits: commits.clone(),
+            options: config.take.clone(),
+            stop: pump_stop.clone(),
+            status: status.clone(),
+        };
+        let log = match &input {
+            Input::Embedded(log) => Some(log.clone()),
+            Input::Kafka(_) => None,
+        };
         let source = match input {
-            Input::Embedded(log) => Source::Embedded(
-                source::EmbeddedSource::new(log, &commits)
-                    .context("recovering the log's position")?,
-            ),
-            Input::Kafka(k) => Source::Kafka(
-                KafkaSource::new(&k, commits.clone()).context("creating the Kafka consumer")?,
-            ),
+            Input::Embedded(log) => Source::Embedded(source::EmbeddedSource::new(log, taker)?),
+            Input::Kafka(k) => {
+                Source::Kafka(KafkaSource::new(&k, taker).context("creating the Kafka consumer")?)
+            }
         };
         tracing::info!(
             warehouse = %wh.location(),
@@ -113,15 +268,24 @@ impl Writer {
             "writer starting (flush every {:?})",
             config.limits.flush_interval
         );
+        let schemas = Arc::new(Schemas::new(wh.clone()));
         let stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
+        let drain = Arc::new(AtomicI64::new(-1));
         status.running.store(true, Ordering::SeqCst);
+        *status.flush_interval.lock().unwrap() = config.limits.flush_interval;
         let thread = {
-            let (stop, status) = (stop.clone(), status.clone());
+            let (stop, drain, status) = (stop.clone(), drain.clone(), status.clone());
             std::thread::Builder::new()
                 .name("writer-router".into())
                 .spawn(move || {
-                    let result = run(config, source, commits, registry, &stop, &status);
+                    // A panic anywhere below still marks the writer stopped.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run(
+                            config, source, commits, schemas, registry, &stop, &drain, pump_stop,
+                            &status,
+                        )
+                    }))
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("the writer thread panicked")));
                     status.running.store(false, Ordering::SeqCst);
                     if let Err(e) = &result {
                         tracing::error!("writer stopped: {e:#}");
@@ -131,6 +295,8 @@ impl Writer {
         };
         Ok(Writer {
             stop,
+            drain,
+            log,
             status,
             thread: Some(thread),
         })
@@ -141,8 +307,14 @@ impl Writer {
         self.status.running.load(Ordering::SeqCst)
     }
 
-    /// Commits what is buffered and stops.
+    /// Commits what is buffered and stops. On the embedded log (whose
+    /// producer, the API, stopped first) it first routes everything the log
+    /// holds (for at most [`DRAIN_BOUND`]), so a stopped `serve` leaves no
+    /// acknowledged event only in its data dir.
     pub fn stop(mut self) -> Result<()> {
+        if let Some(log) = &self.log {
+            self.drain.store(log.end_offset() as i64, Ordering::SeqCst);
+        }
         self.stop.store(true, Ordering::SeqCst);
         match self.thread.take() {
             Some(t) => t
@@ -165,72 +337,228 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "writer".into())
 }
 
+/// Sends on a bounded channel, beating while the receiver applies
+/// back-pressure (waiting for a busy thread is not being stuck).
+fn send_beating<T>(tx: &mpsc::SyncSender<T>, mut msg: T, beat: &AtomicU64) -> Result<(), ()> {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(()),
+            Err(mpsc::TrySendError::Full(m)) => {
+                msg = m;
+                Beats::beat(beat);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
 /// What the source thread hands the router, in source order.
 enum Pumped {
     /// Records polled (and how long the poll took).
     Chunks(Vec<source::Chunk>, Duration),
-    /// Partitions gained or lost (after the chunks polled before it).
-    Assignment(source::Assignment),
+    /// A partition taken, revoked or stopped (after the chunks polled
+    /// before it); `generation` is the generation its chunks carry from now on.
+    Change(Change, u64),
+    /// Records before `to` are gone from the source and accepted as a gap
+    /// (`--accept-retention-gaps`): continue at `to`, generation `generation`.
+    Skip {
+        partition: i32,
+        to: i64,
+        generation: u64,
+    },
 }
 
 /// What the router asks of the source thread.
 enum PumpCommand {
-    /// Continue a partition from this position.
-    Seek(i32, i64),
+    /// Take the partition again (fenced) and continue at its chain's end.
+    Retake(i32),
     /// Everything below the position is committed.
     Committed(i32, i64),
+    /// Stop consuming the partition (a gap that must not be accepted).
+    Halt(i32),
 }
 
-/// The source thread: polls, forwards chunks and assignment changes in
-/// order, carries out seeks and committed positions, keeps the lag gauge.
-/// The first chunk of a partition after an assignment or a seek is marked
-/// `reset`: only that one may start past the router's position (records
-/// gone from the source); any other gap is a stale chunk the router skips.
+/// A seek the source thread still has to make.
+enum Pending {
+    Assign(Resume),
+    Skip(i64),
+}
+
+/// The source thread: polls, forwards chunks (tagged with their
+/// partition's generation) and partition changes in order, carries out
+/// retakes and seeks (a seek that fails is retried: the partition waits,
+/// its stale chunks are dropped), and keeps the lag gauge.
 fn pump(
     mut source: Source,
     tx: mpsc::SyncSender<Pumped>,
     commands: mpsc::Receiver<PumpCommand>,
+    accept_gaps: bool,
     stop: &AtomicBool,
     status: &Status,
 ) {
-    let mut reset: std::collections::HashSet<i32> = Default::default();
+    let mut gens: HashMap<i32, u64> = HashMap::new();
+    let mut fetched: HashMap<i32, i64> = HashMap::new();
+    let mut pending: HashMap<i32, Pending> = HashMap::new();
     let mut committed: HashMap<i32, i64> = HashMap::new();
+    let counter = AtomicU64::new(0);
+    let next_gen = || counter.fetch_add(1, Ordering::Relaxed) + 1;
     let mut last_lag = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
+    let mut last_seek = Instant::now() - Duration::from_secs(1);
+    let send = |m: Pumped| send_beating(&tx, m, &status.beats.source).is_ok();
+    'run: while !stop.load(Ordering::SeqCst) {
+        Beats::beat(&status.beats.source);
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
-                PumpCommand::Seek(p, pos) => {
-                    source.seek(p, pos);
-                    reset.insert(p);
+                PumpCommand::Retake(p) => {
+                    gens.remove(&p);
+                    match source.retake(p) {
+                        Ok(Some(resume)) => {
+                            pending.insert(p, Pending::Assign(resume));
+                            last_seek = Instant::now() - Duration::from_secs(1);
+                        }
+                        Ok(None) => {}
+                        Err(reason) => {
+                            source.pause(p);
+                            if !send(Pumped::Change(
+                                Change::Stopped {
+                                    partition: p,
+                                    reason,
+                                },
+                                0,
+                            )) {
+                                break 'run;
+                            }
+                        }
+                    }
                 }
                 PumpCommand::Committed(p, pos) => {
                     source.committed(p, pos);
                     committed.insert(p, pos);
                 }
+                PumpCommand::Halt(p) => {
+                    source.pause(p);
+                    gens.remove(&p);
+                    fetched.remove(&p);
+                    pending.remove(&p);
+                }
             }
         }
-        let changes = source.take_assignment();
-        if !changes.revoked.is_empty() || !changes.assigned.is_empty() {
-            for p in &changes.revoked {
-                committed.remove(p);
-                status.lag.lock().unwrap().remove(p);
+        if !pending.is_empty() && last_seek.elapsed() >= Duration::from_millis(500) {
+            last_seek = Instant::now();
+            let ps: Vec<i32> = pending.keys().copied().collect();
+            for p in ps {
+                let to = match &pending[&p] {
+                    Pending::Assign(r) => r.source,
+                    Pending::Skip(to) => *to,
+                };
+                match source.seek(p, to) {
+                    Ok(()) => {
+                        let generation = next_gen();
+                        gens.insert(p, generation);
+                        fetched.insert(p, to);
+                        let msg = match pending.remove(&p) {
+                            Some(Pending::Assign(resume)) => Pumped::Change(
+                                Change::Assigned {
+                                    partition: p,
+                                    resume,
+                                },
+                                generation,
+                            ),
+                            _ => Pumped::Skip {
+                                partition: p,
+                                to,
+                                generation,
+                            },
+                        };
+                        if !send(msg) {
+                            break 'run;
+                        }
+                    }
+                    Err(e) => {
+                        ::metrics::counter!(metrics::SEEK_FAILURES).increment(1);
+                        tracing::warn!(
+                            partition = p,
+                            position = to,
+                            "seek failed (retrying; the partition waits): {e}"
+                        );
+                    }
+                }
             }
-            for (p, pos) in &changes.assigned {
-                reset.insert(*p);
-                committed.insert(*p, *pos);
-            }
-            if tx.send(Pumped::Assignment(changes)).is_err() {
-                break;
+        }
+        for change in source.take_changes() {
+            let generation = match &change {
+                Change::Assigned { partition, resume } => {
+                    let generation = next_gen();
+                    gens.insert(*partition, generation);
+                    fetched.insert(*partition, resume.source);
+                    pending.remove(partition);
+                    committed.insert(*partition, resume.chain);
+                    generation
+                }
+                Change::Revoked { partition } | Change::Stopped { partition, .. } => {
+                    gens.remove(partition);
+                    fetched.remove(partition);
+                    pending.remove(partition);
+                    committed.remove(partition);
+                    status.lag.lock().unwrap().remove(partition);
+                    0
+                }
+            };
+            if !send(Pumped::Change(change, generation)) {
+                break 'run;
             }
         }
         let t0 = Instant::now();
-        let mut chunks = source.poll(POLL_MAX, Duration::from_millis(100));
+        let mut chunks = source.poll(POLL_MAX, POLL_MAX_BYTES, Duration::from_millis(100));
         let took = t0.elapsed();
-        for c in &mut chunks {
-            c.reset = reset.remove(&c.partition);
-        }
-        if !chunks.is_empty() && tx.send(Pumped::Chunks(chunks, took)).is_err() {
+        chunks.retain_mut(|c| match gens.get(&c.partition) {
+            Some(&generation) => {
+                c.generation = generation;
+                if let Some(&last) = c.offsets.last() {
+                    fetched.insert(c.partition, last + 1);
+                }
+                true
+            }
+            // Not ours, or waiting for a seek: polled from a stale position.
+            None => false,
+        });
+        if !chunks.is_empty() && !send(Pumped::Chunks(chunks, took)) {
             break;
+        }
+        for (p, from, to) in source.gaps(&fetched) {
+            gens.remove(&p);
+            if accept_gaps {
+                tracing::warn!(
+                    partition = p,
+                    "records {from}..{to} were deleted from the source before they were \
+                     written: skipping them (--accept-retention-gaps)"
+                );
+                ::metrics::counter!(metrics::GAP_RECORDS, "partition" => p.to_string())
+                    .increment((to - from) as u64);
+                pending.insert(p, Pending::Skip(to));
+                last_seek = Instant::now() - Duration::from_secs(1);
+            } else {
+                source.pause(p);
+                fetched.remove(&p);
+                let reason = format!(
+                    "{} partition {p}: records {from}..{to} were deleted from the source \
+                     (retention) before they were written. Nothing more is written for this \
+                     partition. To skip them deliberately, run again with \
+                     --accept-retention-gaps",
+                    source.name()
+                );
+                tracing::error!(partition = p, "not consuming the partition: {reason}");
+                if !send(Pumped::Change(
+                    Change::Stopped {
+                        partition: p,
+                        reason,
+                    },
+                    0,
+                )) {
+                    break 'run;
+                }
+            }
         }
         if last_lag.elapsed() >= Duration::from_secs(1) {
             last_lag = Instant::now();
@@ -255,44 +583,78 @@ fn pump(
 }
 
 /// The router loop (see the module docs).
+#[allow(clippy::too_many_arguments)]
 fn run(
     config: WriterConfig,
     source: Source,
     commits: Arc<Commits>,
+    schemas: Arc<Schemas>,
     registry: Arc<Registry>,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
+    drain: &AtomicI64,
+    pump_stop: Arc<AtomicBool>,
     status: &Arc<Status>,
 ) -> Result<()> {
     let (to_sink, sink_rx) = mpsc::sync_channel::<ToSink>(4);
     let (feedback_tx, feedback) = mpsc::channel::<FromSink>();
-    let sink = Sink::new(commits.clone(), source.name(), config.limits, feedback_tx);
+    let sink = Sink::new(
+        commits.clone(),
+        source.name(),
+        config.limits,
+        feedback_tx,
+        status.clone(),
+        stop.clone(),
+    );
     let sink_thread = std::thread::Builder::new()
         .name("writer-sink".into())
         .spawn(move || sink.run(sink_rx))?;
     let (pumped_tx, pumped) = mpsc::sync_channel::<Pumped>(4);
     let (commands, commands_rx) = mpsc::channel::<PumpCommand>();
-    let pump_stop = Arc::new(AtomicBool::new(false));
+    let accept_gaps = config.take.accept_gaps;
     let pump_thread = {
         let (stop, status) = (pump_stop.clone(), status.clone());
         std::thread::Builder::new()
             .name("writer-source".into())
-            .spawn(move || pump(source, pumped_tx, commands_rx, &stop, &status))?
+            .spawn(move || pump(source, pumped_tx, commands_rx, accept_gaps, &stop, &status))?
     };
-    let mut router = Router::new(registry, config.plugin_wait, config.max_record_bytes);
+    let mut router = Router::new(
+        registry,
+        schemas,
+        config.plugin_wait,
+        config.max_record_bytes,
+    );
 
-    // Per assigned partition: the next position to route and its epoch.
-    let mut next: HashMap<i32, (i64, u64)> = HashMap::new();
-    let mut epochs = 0u64;
+    // Per consumed partition: the next source position to route, the
+    // generation its chunks carry, and the sink's epoch.
+    let mut next: HashMap<i32, (i64, u64, u64)> = HashMap::new();
     let mut consume = Duration::ZERO;
     let mut last_times = Instant::now();
     let send = |msg: ToSink| {
-        to_sink
-            .send(msg)
-            .map_err(|_| anyhow::anyhow!("the sink thread stopped"))
+        send_beating(&to_sink, msg, &status.beats.router)
+            .map_err(|()| anyhow::anyhow!("the sink thread stopped"))
+    };
+    let stopped_gauge = |status: &Status| {
+        let n = status.stopped.lock().unwrap().len();
+        ::metrics::gauge!(metrics::PARTITIONS_STOPPED).set(n as f64);
     };
 
+    let mut stopping_since: Option<Instant> = None;
     let result = (|| -> Result<()> {
-        while !stop.load(Ordering::SeqCst) {
+        loop {
+            Beats::beat(&status.beats.router);
+            if stop.load(Ordering::SeqCst) {
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                let target = drain.load(Ordering::SeqCst);
+                let drained = target < 0
+                    || next.is_empty()
+                    || next.values().all(|(pos, _, _)| *pos >= target);
+                if drained || since.elapsed() >= DRAIN_BOUND {
+                    break;
+                }
+            }
+            if crate::faults::fires("writer_panic") {
+                panic!("failpoint writer_panic");
+            }
             while let Ok(msg) = feedback.try_recv() {
                 match msg {
                     FromSink::Committed { partition, next } => {
@@ -300,16 +662,9 @@ fn run(
                         status.committed.lock().unwrap().insert(partition, next);
                     }
                     FromSink::Fenced { partition, epoch } => {
-                        if next.get(&partition).is_some_and(|(_, e)| *e == epoch) {
-                            let pos = commits.recover(partition)?;
-                            epochs += 1;
-                            next.insert(partition, (pos, epochs));
-                            let _ = commands.send(PumpCommand::Seek(partition, pos));
-                            send(ToSink::Assign {
-                                partition,
-                                epoch: epochs,
-                                start: pos,
-                            })?;
+                        if next.get(&partition).is_some_and(|(_, _, e)| *e == epoch) {
+                            next.remove(&partition);
+                            let _ = commands.send(PumpCommand::Retake(partition));
                         }
                     }
                 }
@@ -319,20 +674,44 @@ fn run(
                     consume += took;
                     chunks
                 }
-                Ok(Pumped::Assignment(changes)) => {
-                    for p in changes.revoked {
-                        next.remove(&p);
-                        send(ToSink::Drop { partition: p })?;
+                Ok(Pumped::Change(change, generation)) => {
+                    match change {
+                        Change::Assigned { partition, resume } => {
+                            next.insert(partition, (resume.source, generation, generation));
+                            status
+                                .committed
+                                .lock()
+                                .unwrap()
+                                .insert(partition, resume.chain);
+                            status.stopped.lock().unwrap().remove(&partition);
+                            send(ToSink::Assign {
+                                partition,
+                                epoch: generation,
+                                start: resume.chain,
+                            })?;
+                        }
+                        Change::Revoked { partition } => {
+                            next.remove(&partition);
+                            status.stopped.lock().unwrap().remove(&partition);
+                            send(ToSink::Drop { partition })?;
+                        }
+                        Change::Stopped { partition, reason } => {
+                            next.remove(&partition);
+                            status.stopped.lock().unwrap().insert(partition, reason);
+                            send(ToSink::Drop { partition })?;
+                        }
                     }
-                    for (p, pos) in changes.assigned {
-                        epochs += 1;
-                        next.insert(p, (pos, epochs));
-                        status.committed.lock().unwrap().insert(p, pos);
-                        send(ToSink::Assign {
-                            partition: p,
-                            epoch: epochs,
-                            start: pos,
-                        })?;
+                    stopped_gauge(status);
+                    continue;
+                }
+                Ok(Pumped::Skip {
+                    partition,
+                    to,
+                    generation,
+                }) => {
+                    if let Some(n) = next.get_mut(&partition) {
+                        n.0 = to;
+                        n.1 = generation;
                     }
                     continue;
                 }
@@ -342,29 +721,45 @@ fn run(
                 }
             };
             for chunk in chunks {
-                let Some(&(mut from, epoch)) = next.get(&chunk.partition) else {
+                let Some(&(mut from, generation, epoch)) = next.get(&chunk.partition) else {
                     continue; // not (or no longer) ours
                 };
                 let (Some(&first), Some(&last)) = (chunk.offsets.first(), chunk.offsets.last())
                 else {
                     continue;
                 };
-                if last < from {
-                    continue;
+                if chunk.generation != generation || last < from {
+                    continue; // polled before a seek, or already routed
                 }
                 if first > from {
-                    if !chunk.reset {
-                        // Polled before a seek took effect: it will come again.
+                    let p = chunk.partition;
+                    if !config.take.accept_gaps {
+                        let reason = format!(
+                            "partition {p}: the source skipped from position {from} to {first}; \
+                             nothing more is written for this partition. To accept such gaps \
+                             deliberately, run again with --accept-retention-gaps"
+                        );
+                        tracing::error!(partition = p, "{reason}");
+                        next.remove(&p);
+                        let _ = commands.send(PumpCommand::Halt(p));
+                        status.stopped.lock().unwrap().insert(p, reason);
+                        stopped_gauge(status);
+                        send(ToSink::Drop { partition: p })?;
                         continue;
                     }
                     tracing::warn!(
-                        partition = chunk.partition,
-                        "records {from}..{first} are gone from the source (retention?); continuing at {first}"
+                        partition = p,
+                        "records {from}..{first} are missing from the source: skipped \
+                         (--accept-retention-gaps)"
                     );
+                    ::metrics::counter!(metrics::GAP_RECORDS, "partition" => p.to_string())
+                        .increment((first - from) as u64);
                     from = first;
                 }
-                let tables = router.route(&chunk, from);
-                next.insert(chunk.partition, (last + 1, epoch));
+                let Some(tables) = router.route(&chunk, from, stop) else {
+                    break; // stopping before the chunk was routed: read again later
+                };
+                next.insert(chunk.partition, (last + 1, generation, epoch));
                 status
                     .routed
                     .lock()
@@ -390,9 +785,7 @@ fn run(
     tracing::info!("writer stopping: final commit");
     let _ = to_sink.send(ToSink::Stop);
     drop(to_sink);
-    let sink_times = sink_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the sink thread panicked"))?;
+    let sink_times = sink_thread.join();
     while let Ok(msg) = feedback.try_recv() {
         if let FromSink::Committed { partition, next } = msg {
             let _ = commands.send(PumpCommand::Committed(partition, next));
@@ -401,9 +794,9 @@ fn run(
     }
     pump_stop.store(true, Ordering::SeqCst);
     drop(pumped);
-    pump_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+    let pumped_ok = pump_thread.join();
+    let sink_times = sink_times.map_err(|_| anyhow::anyhow!("the sink thread panicked"))?;
+    pumped_ok.map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
     let mut times = status.times.lock().unwrap();
     times.consume = consume;
     times.route = router.times;

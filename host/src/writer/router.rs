@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
 
+use super::schemas::{SchemaError, Schemas};
 use super::source::Chunk;
 use super::table::{self, Decoded, RejectedRows, Rejection, RowSource, Stage};
 use crate::plugin::{Batch, LoadedPlugin, Registry, RejectStage};
@@ -32,50 +34,119 @@ pub struct RouteTimes {
     pub arrow: Duration,
 }
 
+/// What the router keeps per plugin version.
+struct Known {
+    plugin: Arc<LoadedPlugin>,
+    schema: SchemaRef,
+    table: Arc<str>,
+    /// Whether the warehouse's schema of its table admits it (asked once).
+    admitted: Option<Result<(), String>>,
+}
+
 pub struct Router {
     registry: Arc<Registry>,
+    tables: Arc<Schemas>,
     plugin_wait: Duration,
     max_record_bytes: usize,
     /// When each unknown event type was first seen without a plugin.
     unknown_since: HashMap<String, Instant>,
-    schemas: HashMap<usize, (Arc<LoadedPlugin>, SchemaRef, Arc<str>)>,
+    known: HashMap<usize, Known>,
     rejected_table: Arc<str>,
     pub times: RouteTimes,
 }
 
 impl Router {
-    pub fn new(registry: Arc<Registry>, plugin_wait: Duration, max_record_bytes: usize) -> Self {
+    pub fn new(
+        registry: Arc<Registry>,
+        tables: Arc<Schemas>,
+        plugin_wait: Duration,
+        max_record_bytes: usize,
+    ) -> Self {
         Router {
             registry,
+            tables,
             plugin_wait,
             max_record_bytes,
             unknown_since: HashMap::new(),
-            schemas: HashMap::new(),
+            known: HashMap::new(),
             rejected_table: Arc::from(table::REJECTED_TABLE),
             times: RouteTimes::default(),
         }
     }
 
-    fn schema(&mut self, plugin: &Arc<LoadedPlugin>) -> (SchemaRef, Arc<str>) {
+    fn known(&mut self, plugin: &Arc<LoadedPlugin>) -> &mut Known {
         let key = Arc::as_ptr(plugin) as usize;
-        let entry = self.schemas.entry(key).or_insert_with(|| {
-            (
-                plugin.clone(),
-                table::table_schema(&plugin.meta),
-                Arc::from(plugin.meta.table.as_str()),
-            )
-        });
-        (entry.1.clone(), entry.2.clone())
+        self.known.entry(key).or_insert_with(|| Known {
+            plugin: plugin.clone(),
+            schema: table::table_schema(&plugin.meta),
+            table: Arc::from(plugin.meta.table.as_str()),
+            admitted: None,
+        })
     }
 
-    /// Waits (bounded by `plugin_wait` per event type) for plugins of the
-    /// unknown event types in `decoded`.
+    fn schema(&mut self, plugin: &Arc<LoadedPlugin>) -> (SchemaRef, Arc<str>) {
+        let k = self.known(plugin);
+        (k.schema.clone(), k.table.clone())
+    }
+
+    /// Whether the warehouse admits `plugin`'s version for its table (asked
+    /// once per version, retried while the warehouse fails); `None` when
+    /// stopping first.
+    fn admitted(
+        &mut self,
+        plugin: &Arc<LoadedPlugin>,
+        stop: &AtomicBool,
+    ) -> Option<Result<(), String>> {
+        if let Some(a) = &self.known(plugin).admitted {
+            return Some(a.clone());
+        }
+        let mut backoff = Duration::from_millis(200);
+        let answer = loop {
+            match self.tables.admit(&plugin.meta) {
+                Ok(()) => break Ok(()),
+                Err(SchemaError::Incompatible(why)) => {
+                    tracing::error!(
+                        plugin = %plugin.meta.name,
+                        version = %plugin.meta.version,
+                        "not writing this plugin version (its events go to rejected_events): {why}"
+                    );
+                    metrics::counter!(super::metrics::SCHEMA_REFUSED).increment(1);
+                    break Err(why);
+                }
+                Err(e) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                    tracing::warn!("reading the table schema (retrying): {e}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        self.known(plugin).admitted = Some(answer.clone());
+        Some(answer)
+    }
+
+    /// Waits for plugins of the unknown event types in `decoded`, bounded:
+    /// only while the loaded set is settling (files pending, or a change
+    /// less than `plugin_wait` ago: a drop-in the API may have loaded
+    /// first), and at most `plugin_wait` from when a type was first seen.
+    /// Otherwise (ever-new unknown types, say) they go to `rejected_events`
+    /// at once, and the types remembered stay bounded.
     fn wait_for_plugins(&mut self, decoded: &[Result<Decoded<'_>, String>]) {
+        const MAX_TYPES: usize = 1024;
+        if !self.registry.settling(self.plugin_wait) {
+            self.unknown_since.clear();
+            return;
+        }
         let mut deadline: Option<Instant> = None;
         let snapshot = self.registry.snapshot();
         for d in decoded.iter().flatten() {
             let t = d.head.event_type.as_ref();
             if snapshot.get(t).is_some() {
+                continue;
+            }
+            if !self.unknown_since.contains_key(t) && self.unknown_since.len() >= MAX_TYPES {
                 continue;
             }
             let since = *self
@@ -88,11 +159,11 @@ impl Router {
         let Some(deadline) = deadline else { return };
         if Instant::now() < deadline {
             tracing::info!(
-                "events wait for a plugin of their type (up to {:?})",
+                "events wait for a plugin of their type while plugins load (up to {:?})",
                 self.plugin_wait
             );
         }
-        while Instant::now() < deadline {
+        while Instant::now() < deadline && self.registry.settling(self.plugin_wait) {
             std::thread::sleep(Duration::from_millis(50));
             let snapshot = self.registry.snapshot();
             let missing = decoded.iter().flatten().any(|d| {
@@ -111,8 +182,14 @@ impl Router {
         self.unknown_since.retain(|t, _| snapshot.get(t).is_none());
     }
 
-    /// Routes the records of `chunk` at or after `from`.
-    pub fn route(&mut self, chunk: &Chunk, from: i64) -> Vec<TableBatch> {
+    /// Routes the records of `chunk` at or after `from`; `None` when
+    /// stopping before it could (nothing of the chunk was routed).
+    pub fn route(
+        &mut self,
+        chunk: &Chunk,
+        from: i64,
+        stop: &AtomicBool,
+    ) -> Option<Vec<TableBatch>> {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -159,11 +236,7 @@ impl Router {
                         None => groups.push((p.clone(), vec![i])),
                     },
                     None => {
-                        let reason = format!(
-                            "no plugin owns event type {:?} (waited {})",
-                            d.head.event_type,
-                            humantime::format_duration(self.plugin_wait)
-                        );
+                        let reason = format!("no plugin owns event type {:?}", d.head.event_type);
                         reject(
                             &mut rejected,
                             Rejection {
@@ -182,8 +255,32 @@ impl Router {
             }
         }
 
+        let mut admitted = Vec::with_capacity(groups.len());
+        for (plugin, _) in &groups {
+            admitted.push(self.admitted(plugin, stop)?);
+        }
         let mut out = Vec::new();
-        for (plugin, idx) in groups {
+        for ((plugin, idx), admitted) in groups.into_iter().zip(admitted) {
+            if let Err(why) = admitted {
+                let meta = &plugin.meta;
+                for &i in &idx {
+                    let d = decoded[i].as_ref().ok();
+                    reject(
+                        &mut rejected,
+                        Rejection {
+                            at_micros: now,
+                            stage: Stage::Schema,
+                            reason: &why,
+                            event_type: d.map(|d| d.head.event_type.as_ref()),
+                            plugin: Some((&meta.name, &meta.version)),
+                            raw: chunk.get(first + i),
+                            partition,
+                            offset: chunk.offsets[first + i],
+                        },
+                    );
+                }
+                continue;
+            }
             let t2 = Instant::now();
             let bytes = idx.iter().map(|&i| chunk.get(first + i).len()).sum();
             let mut batch = Batch::with_capacity(idx.len(), bytes);
@@ -293,10 +390,10 @@ impl Router {
             metrics::counter!(super::metrics::REJECTED, "reason" => stage.as_str()).increment(n);
         }
         // Plugins that were replaced since are not needed any more.
-        if self.schemas.len() > 64 {
-            self.schemas.retain(|_, (p, _, _)| Arc::strong_count(p) > 1);
+        if self.known.len() > 64 {
+            self.known.retain(|_, k| Arc::strong_count(&k.plugin) > 1);
         }
-        out
+        Some(out)
     }
 }
 

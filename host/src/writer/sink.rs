@@ -6,8 +6,10 @@
 //! It runs beside the router thread so that Parquet encoding and I/O use the
 //! second core; a bounded channel between the two is the back-pressure.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -17,10 +19,15 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::commit::{CommitOutcome, Commits, PendingFile};
+use super::Status;
+use super::commit::{CommitError, CommitOutcome, Commits, PendingFile};
 use super::metrics as m;
 use super::router::TableBatch;
 use super::table;
+
+/// After a stop is asked, commits are retried this long before the writer
+/// gives up on them (they are read again after the restart).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Router -> sink.
 pub enum ToSink {
@@ -95,7 +102,11 @@ pub struct Sink {
     props: WriterProperties,
     parts: HashMap<i32, Part>,
     feedback: Sender<FromSink>,
-    commits_since_prune: u32,
+    status: Arc<Status>,
+    /// The writer's stop flag, and when this thread first saw it set:
+    /// commits are retried until [`STOP_GRACE`] after that.
+    stop: Arc<AtomicBool>,
+    stop_seen: Cell<Option<Instant>>,
     pub times: SinkTimes,
 }
 
@@ -120,6 +131,8 @@ impl Sink {
         source: &str,
         limits: SinkLimits,
         feedback: Sender<FromSink>,
+        status: Arc<Status>,
+        stop: Arc<AtomicBool>,
     ) -> Self {
         Sink {
             commits,
@@ -128,9 +141,28 @@ impl Sink {
             props: properties(),
             parts: HashMap::new(),
             feedback,
-            commits_since_prune: 0,
+            status,
+            stop,
+            stop_seen: Cell::new(None),
             times: SinkTimes::default(),
         }
+    }
+
+    /// Whether a stop was asked more than [`STOP_GRACE`] ago: then commits
+    /// are given up (what they held is read again after the restart).
+    fn giving_up(&self) -> bool {
+        if !self.stop.load(Ordering::SeqCst) {
+            return false;
+        }
+        let since = match self.stop_seen.get() {
+            Some(t) => t,
+            None => {
+                let now = Instant::now();
+                self.stop_seen.set(Some(now));
+                now
+            }
+        };
+        since.elapsed() >= STOP_GRACE
     }
 
     /// Runs until [`ToSink::Stop`] (or the router is gone), then commits
@@ -138,7 +170,10 @@ impl Sink {
     pub fn run(mut self, rx: Receiver<ToSink>) -> SinkTimes {
         let mut next_tick = Instant::now() + self.limits.flush_interval;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            super::Beats::beat(&self.status.beats.sink);
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1));
             match rx.recv_timeout(wait) {
                 Ok(ToSink::Assign {
                     partition,
@@ -258,14 +293,35 @@ impl Sink {
         if part.next <= part.start {
             return;
         }
+        if self.stop.load(Ordering::SeqCst)
+            && self
+                .stop_seen
+                .get()
+                .is_some_and(|t| t.elapsed() >= STOP_GRACE)
+        {
+            tracing::warn!(
+                partition,
+                "stopping: positions {}..{} not committed (read again after the restart)",
+                part.start,
+                part.next
+            );
+            self.parts.remove(&partition);
+            return;
+        }
         let t0 = Instant::now();
         let (start, end, epoch) = (part.start, part.next, part.epoch);
         let mut pending = Vec::with_capacity(part.files.len());
         let mut seq: HashMap<(Arc<str>, i32), u32> = HashMap::new();
+        // Chains after the first name their files apart: a new chain's
+        // positions may repeat an old one's.
+        let chain = match self.commits.chain(partition) {
+            Some(c) if c > 1 => format!("c{c:06}-"),
+            _ => String::new(),
+        };
         for f in part.files.drain(..) {
             let n = seq.entry((f.table.clone(), f.day)).or_default();
             let name = format!(
-                "{}/dt={}/{}-{partition}-{start:020}-{n}.parquet",
+                "{}/dt={}/{}-{partition}-{chain}{start:020}-{n}.parquet",
                 f.table,
                 table::date_string(f.day),
                 self.source
@@ -286,22 +342,58 @@ impl Sink {
 
         let t1 = Instant::now();
         let mut backoff = Duration::from_millis(200);
+        let give_up = || self.giving_up();
         let outcome = loop {
-            match self.commits.commit(partition, start, end, &pending) {
-                Ok((outcome, _)) => break outcome,
+            match self
+                .commits
+                .commit(partition, start, end, &pending, &give_up)
+            {
+                Ok((outcome, _)) => break Some(outcome),
+                Err(e @ CommitError::Unresolved(_)) => {
+                    tracing::warn!(partition, "stopping: {e}; it is resolved after the restart");
+                    break None;
+                }
                 Err(e) => {
+                    metrics::counter!(m::COMMIT_FAILURES).increment(1);
+                    if give_up() || !e.is_transient() {
+                        tracing::warn!(
+                            partition,
+                            "commit of positions {start}..{end} failed: {e}; not committed \
+                             (read again after the restart)"
+                        );
+                        break None;
+                    }
                     tracing::warn!(partition, "commit failed (retrying): {e}");
-                    std::thread::sleep(backoff);
+                    super::Beats::beat(&self.status.beats.sink);
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !give_up() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         };
         let took = t1.elapsed();
         self.times.commit += took;
+        let Some(outcome) = outcome else {
+            // Not committed: drop the rows; unless stopping, the router
+            // takes the partition again from its chain's end.
+            self.parts.remove(&partition);
+            if !self.stop.load(Ordering::SeqCst) {
+                let _ = self.feedback.send(FromSink::Fenced { partition, epoch });
+            }
+            return;
+        };
         match outcome {
             CommitOutcome::Committed => {
                 metrics::histogram!(m::COMMIT_SECONDS).record(took.as_secs_f64());
                 metrics::counter!(m::COMMITS).increment(1);
+                *self
+                    .status
+                    .last_commit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(std::time::SystemTime::now());
+                m::committed_now();
                 for f in &pending {
                     let table = f.table.clone();
                     metrics::counter!(m::ROWS, "table" => table.clone()).increment(f.rows);
@@ -315,13 +407,6 @@ impl Sink {
                     partition,
                     next: end,
                 });
-                self.commits_since_prune += 1;
-                if self.commits_since_prune >= 32 {
-                    self.commits_since_prune = 0;
-                    if let Err(e) = self.commits.prune(partition) {
-                        tracing::debug!("pruning commit records: {e}");
-                    }
-                }
             }
             CommitOutcome::Fenced => {
                 tracing::warn!(

@@ -1,26 +1,39 @@
 //! Where the writer reads events: the embedded log (one partition) or a
 //! Kafka topic through a consumer group.
 //!
-//! Positions come from the warehouse's commit records, never from Kafka's
+//! Positions come from the warehouse's commit chains, never from Kafka's
 //! group offsets: when the group assigns a partition, the rebalance callback
-//! recovers the partition from its commit records and assigns it at that
-//! position. Group offsets are still committed after each warehouse commit,
-//! for monitoring (`kafka-consumer-groups --describe` shows the lag).
+//! takes the partition ([`Commits::take`]: the chain is checked against the
+//! source's identity and extent) and assigns it at the chain's end, or
+//! leaves it unconsumed when the chain does not fit the source (the reason
+//! is logged and reported). Group offsets are still committed after each
+//! warehouse commit, for monitoring (`kafka-consumer-groups --describe`
+//! shows the lag).
+//!
+//! `auto.offset.reset` is `error`: a position the broker no longer has is
+//! reported ([`Source::gaps`]), never silently replaced by another.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext};
 
-use super::commit::Commits;
+use super::commit::{CommitError, Commits, Resume, SourceView, TakeOptions};
+use crate::faults;
 use crate::transport::embedded::EmbeddedLog;
 use crate::transport::kafka::{SetupError, apply_options};
+
+/// Bound on each broker request the source makes itself (watermarks,
+/// identity, seeks).
+const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Records of one partition read in one poll, in offset order, in one buffer.
 #[derive(Debug, Default)]
@@ -30,8 +43,9 @@ pub struct Chunk {
     pub data: Vec<u8>,
     /// Record `i` is `data[ends[i-1]..ends[i]]`.
     pub ends: Vec<usize>,
-    /// The first chunk of the partition since it was assigned or sought.
-    pub reset: bool,
+    /// The partition's generation when it was polled: it changes with every
+    /// assignment and seek, so a chunk polled before one is recognisable.
+    pub generation: u64,
 }
 
 impl Chunk {
@@ -56,18 +70,90 @@ impl Chunk {
         self.offsets.is_empty()
     }
 
+    /// Bytes of the records.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
     pub fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.data[start..self.ends[i]]
     }
 }
 
-/// Partitions gained or lost since the last call.
-#[derive(Debug, Default)]
-pub struct Assignment {
-    pub revoked: Vec<i32>,
-    /// Partition and the position recovered from the warehouse.
-    pub assigned: Vec<(i32, i64)>,
+/// A change of the partitions this writer consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Taken: consume from `resume.source`, commit from `resume.chain`.
+    Assigned {
+        partition: i32,
+        resume: Resume,
+    },
+    Revoked {
+        partition: i32,
+    },
+    /// Assigned to this writer but not consumed: its chain does not fit the
+    /// source (the reason says why and what to do).
+    Stopped {
+        partition: i32,
+        reason: String,
+    },
+}
+
+/// How partitions are taken: the chains, the operator's options, and
+/// whether the writer is stopping (retries give up then).
+pub struct Taker {
+    pub commits: Arc<Commits>,
+    pub options: TakeOptions,
+    pub stop: Arc<AtomicBool>,
+    /// For the source thread's heartbeat while retrying.
+    pub status: Arc<super::Status>,
+}
+
+/// A take that did not happen.
+enum NotTaken {
+    Refused(String),
+    Stopping,
+}
+
+impl Taker {
+    /// Takes `partition`, retrying while the warehouse or the source fail
+    /// (a partition is never consumed from a guessed position), until
+    /// stopping.
+    fn take(
+        &self,
+        partition: i32,
+        mut view: impl FnMut() -> Result<SourceView, String>,
+    ) -> Result<Resume, NotTaken> {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let attempt = view().map_err(|e| format!("reading the source: {e}"));
+            let err = match attempt {
+                Ok(v) => match self.commits.take(partition, &v, &self.options) {
+                    Ok(resume) => return Ok(resume),
+                    Err(CommitError::Refused(why)) => return Err(NotTaken::Refused(why)),
+                    Err(e @ CommitError::BadRecord { .. }) => {
+                        return Err(NotTaken::Refused(format!(
+                            "partition {partition}: {e}; the chain cannot be read, so the \
+                             partition is not consumed"
+                        )));
+                    }
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e,
+            };
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(NotTaken::Stopping);
+            }
+            tracing::warn!(partition, "cannot take the partition (retrying): {err}");
+            super::Beats::beat(&self.status.beats.source);
+            let until = Instant::now() + backoff;
+            while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
 }
 
 pub enum Source {
@@ -84,15 +170,17 @@ impl Source {
         }
     }
 
-    /// Up to `max` records, waiting at most `timeout` for the first.
-    pub fn poll(&mut self, max: usize, timeout: Duration) -> Vec<Chunk> {
+    /// Up to `max` records and `max_bytes` bytes (a record larger than that
+    /// comes alone), waiting at most `timeout` for the first.
+    pub fn poll(&mut self, max: usize, max_bytes: usize, timeout: Duration) -> Vec<Chunk> {
         match self {
-            Source::Embedded(s) => s.poll(max, timeout),
-            Source::Kafka(s) => s.poll(max, timeout),
+            Source::Embedded(s) => s.poll(max, max_bytes, timeout),
+            Source::Kafka(s) => s.poll(max, max_bytes, timeout),
         }
     }
 
-    pub fn take_assignment(&mut self) -> Assignment {
+    /// Partitions taken, revoked or stopped since the last call.
+    pub fn take_changes(&mut self) -> Vec<Change> {
         match self {
             Source::Embedded(s) => std::mem::take(&mut s.pending),
             Source::Kafka(s) => std::mem::take(&mut *s.consumer.context().changes.lock().unwrap()),
@@ -100,20 +188,71 @@ impl Source {
     }
 
     /// Continues `partition` from `offset`.
-    pub fn seek(&mut self, partition: i32, offset: i64) {
+    pub fn seek(&mut self, partition: i32, offset: i64) -> Result<(), String> {
+        if faults::fires("seek_fail") {
+            return Err("failpoint seek_fail: injected error".into());
+        }
         match self {
-            Source::Embedded(s) => s.next = offset as u64,
+            Source::Embedded(s) => {
+                s.next = offset as u64;
+                Ok(())
+            }
+            Source::Kafka(s) => s
+                .consumer
+                .seek(&s.topic, partition, Offset::Offset(offset), BROKER_TIMEOUT)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Takes `partition` again (after losing a fence): its chain's end now.
+    pub fn retake(&mut self, partition: i32) -> Result<Option<Resume>, String> {
+        let taken = match self {
+            Source::Embedded(s) => s.taker.take(partition, || Ok(embedded_view(&s.log)?)),
             Source::Kafka(s) => {
-                if let Err(e) = s.consumer.seek(
-                    &s.topic,
-                    partition,
-                    Offset::Offset(offset),
-                    Duration::from_secs(10),
-                ) {
-                    tracing::warn!(partition, offset, "seek failed: {e}");
+                let ctx = s.consumer.context();
+                ctx.take(&s.consumer, &s.topic, partition)
+            }
+        };
+        match taken {
+            Ok(resume) => Ok(Some(resume)),
+            Err(NotTaken::Refused(why)) => Err(why),
+            Err(NotTaken::Stopping) => Ok(None),
+        }
+    }
+
+    /// Stops consuming `partition` (it stays assigned).
+    pub fn pause(&mut self, partition: i32) {
+        if let Source::Kafka(s) = self {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&s.topic, partition);
+            if let Err(e) = s.consumer.pause(&tpl) {
+                tracing::warn!(partition, "pausing the partition: {e}");
+            }
+        }
+    }
+
+    /// After the broker reported positions out of range: for each of
+    /// `positions` (partition, next position to fetch) the records deleted
+    /// before they were read, as `(partition, from, to)`.
+    pub fn gaps(&mut self, positions: &HashMap<i32, i64>) -> Vec<(i32, i64, i64)> {
+        let Source::Kafka(s) = self else {
+            return Vec::new();
+        };
+        if !std::mem::take(&mut s.out_of_range) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (&p, &pos) in positions {
+            match s.consumer.fetch_watermarks(&s.topic, p, BROKER_TIMEOUT) {
+                Ok((low, _)) if pos < low => out.push((p, pos, low)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(partition = p, "reading watermarks: {e}");
+                    s.out_of_range = true; // ask again next time
                 }
             }
         }
+        out
     }
 
     /// Everything below `next` is committed to the warehouse.
@@ -148,33 +287,46 @@ impl Source {
     }
 }
 
+fn embedded_view(log: &EmbeddedLog) -> Result<SourceView, String> {
+    Ok(SourceView {
+        id: log.id(),
+        earliest: log.start_offset().map_err(|e| e.to_string())? as i64,
+        end: log.end_offset() as i64,
+    })
+}
+
 /// The embedded log as a source.
 pub struct EmbeddedSource {
     log: Arc<EmbeddedLog>,
     next: u64,
-    pending: Assignment,
+    pending: Vec<Change>,
+    taker: Taker,
 }
 
 impl EmbeddedSource {
-    pub fn new(
-        log: Arc<EmbeddedLog>,
-        commits: &Commits,
-    ) -> Result<Self, super::commit::CommitError> {
-        let next = commits.recover(0)?;
+    /// Takes the log's one partition; an error (the chain does not fit the
+    /// log) means the writer must not start.
+    pub fn new(log: Arc<EmbeddedLog>, taker: Taker) -> Result<Self, anyhow::Error> {
+        let resume = match taker.take(0, || embedded_view(&log)) {
+            Ok(r) => r,
+            Err(NotTaken::Refused(why)) => anyhow::bail!(why),
+            Err(NotTaken::Stopping) => anyhow::bail!("stopped before the log was taken"),
+        };
         Ok(EmbeddedSource {
             log,
-            next: next as u64,
-            pending: Assignment {
-                revoked: Vec::new(),
-                assigned: vec![(0, next)],
-            },
+            next: resume.source as u64,
+            pending: vec![Change::Assigned {
+                partition: 0,
+                resume,
+            }],
+            taker,
         })
     }
 
-    fn poll(&mut self, max: usize, timeout: Duration) -> Vec<Chunk> {
+    fn poll(&mut self, max: usize, max_bytes: usize, timeout: Duration) -> Vec<Chunk> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.log.read(self.next, max) {
+            match self.log.read_bounded(self.next, max, max_bytes) {
                 Ok(records) if !records.is_empty() => {
                     let mut chunk = Chunk::new(0);
                     for r in &records {
@@ -213,17 +365,63 @@ fn forbidden_consumer_option(key: &str, _value: &str) -> Option<&'static str> {
         "enable.auto.commit" | "enable.auto.offset.store" => {
             Some("the writer's positions are its commit records, not Kafka's offsets")
         }
+        "auto.offset.reset" => {
+            Some("a position the broker lost stops the partition (or --accept-retention-gaps)")
+        }
         _ => None,
     }
 }
 
-/// The consumer's context: assigns partitions at their warehouse positions.
+/// The consumer's context: takes partitions at their warehouse positions.
 pub struct Rebalancer {
-    commits: Arc<Commits>,
-    changes: Mutex<Assignment>,
+    taker: Taker,
+    topic: String,
+    cluster: Mutex<Option<String>>,
+    changes: Mutex<Vec<Change>>,
+    /// Rebalances seen (a poll stops at one, so no chunk mixes assignments).
+    rebalances: AtomicU64,
 }
 
 impl ClientContext for Rebalancer {}
+
+impl Rebalancer {
+    /// The topic's identity: `kafka:<cluster id>/<topic id>`.
+    fn identity(&self, consumer: &BaseConsumer<Self>) -> Result<String, String> {
+        let cluster = {
+            let mut cached = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+            if cached.is_none() {
+                *cached = consumer.client().fetch_cluster_id(BROKER_TIMEOUT);
+            }
+            cached
+                .clone()
+                .ok_or("the broker did not tell its cluster id")?
+        };
+        let topic_id = describe_topic_id(consumer.client(), &self.topic, BROKER_TIMEOUT)?;
+        Ok(format!("kafka:{cluster}/{topic_id}"))
+    }
+
+    fn view(&self, consumer: &BaseConsumer<Self>, partition: i32) -> Result<SourceView, String> {
+        let id = self.identity(consumer)?;
+        let (low, high) = consumer
+            .fetch_watermarks(&self.topic, partition, BROKER_TIMEOUT)
+            .map_err(|e| format!("watermarks of partition {partition}: {e}"))?;
+        Ok(SourceView {
+            id,
+            earliest: low,
+            end: high,
+        })
+    }
+
+    fn take(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        _topic: &str,
+        partition: i32,
+    ) -> Result<Resume, NotTaken> {
+        self.taker
+            .take(partition, || self.view(consumer, partition))
+    }
+}
 
 impl ConsumerContext for Rebalancer {
     fn rebalance(
@@ -232,32 +430,58 @@ impl ConsumerContext for Rebalancer {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut assigned = Vec::new();
+                let mut at = TopicPartitionList::new();
+                let mut changes = Vec::new();
                 for e in tpl.elements() {
                     let p = e.partition();
-                    let pos = recover_with_retry(&self.commits, p);
-                    assigned.push((e.topic().to_owned(), p, pos));
-                }
-                let mut at = TopicPartitionList::new();
-                for (topic, p, pos) in &assigned {
-                    let _ = at.add_partition_offset(topic, *p, Offset::Offset(*pos));
+                    match self.take(consumer, e.topic(), p) {
+                        Ok(resume) => {
+                            let _ = at.add_partition_offset(
+                                e.topic(),
+                                p,
+                                Offset::Offset(resume.source),
+                            );
+                            changes.push(Change::Assigned {
+                                partition: p,
+                                resume,
+                            });
+                        }
+                        Err(NotTaken::Refused(reason)) => {
+                            tracing::error!(partition = p, "not consuming the partition: {reason}");
+                            changes.push(Change::Stopped {
+                                partition: p,
+                                reason,
+                            });
+                        }
+                        Err(NotTaken::Stopping) => {}
+                    }
                 }
                 if let Err(e) = consumer.assign(&at) {
                     tracing::error!("assign failed: {e}");
                 }
-                let ps: Vec<_> = assigned.iter().map(|(_, p, pos)| (*p, *pos)).collect();
+                let ps: Vec<_> = changes
+                    .iter()
+                    .filter_map(|c| match c {
+                        Change::Assigned { partition, resume } => Some((*partition, resume.source)),
+                        _ => None,
+                    })
+                    .collect();
                 tracing::info!("assigned partitions (partition, position): {ps:?}");
-                self.changes.lock().unwrap().assigned.extend(ps);
+                self.changes.lock().unwrap().extend(changes);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!("revoked partitions {ps:?}");
-                let mut changes = self.changes.lock().unwrap();
-                changes.assigned.retain(|(p, _)| !ps.contains(p));
-                changes.revoked.extend(ps);
-                drop(changes);
+                for &p in &ps {
+                    self.taker.commits.release(p);
+                }
+                self.changes.lock().unwrap().extend(
+                    ps.into_iter()
+                        .map(|partition| Change::Revoked { partition }),
+                );
                 if let Err(e) = consumer.unassign() {
                     tracing::error!("unassign failed: {e}");
                 }
@@ -276,19 +500,82 @@ impl ConsumerContext for Rebalancer {
     }
 }
 
-/// Recovers a partition, retrying while the warehouse is unreachable: a
-/// partition is never consumed from a guessed position.
-fn recover_with_retry(commits: &Commits, partition: i32) -> i64 {
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        match commits.recover(partition) {
-            Ok(pos) => return pos,
-            Err(e) => {
-                tracing::warn!(partition, "cannot recover the partition (retrying): {e}");
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+/// The topic id (base64, as Kafka's tools print it) through the Admin API's
+/// DescribeTopics (rust-rdkafka has no call for it).
+fn describe_topic_id<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    use rdkafka_sys as rd;
+    let name = CString::new(topic).map_err(|e| e.to_string())?;
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: every object created here is destroyed before returning; the
+    // result event owns the descriptions read from it, which are copied out
+    // before it is destroyed. The client pointer is valid while `client` is.
+    unsafe {
+        let rk = client.native_ptr();
+        let mut names = [name.as_ptr()];
+        let topics = rd::rd_kafka_TopicCollection_of_topic_names(names.as_mut_ptr(), 1);
+        let options = rd::rd_kafka_AdminOptions_new(
+            rk,
+            rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBETOPICS,
+        );
+        let mut errstr = [0 as std::ffi::c_char; 256];
+        rd::rd_kafka_AdminOptions_set_request_timeout(
+            options,
+            ms,
+            errstr.as_mut_ptr(),
+            errstr.len(),
+        );
+        let queue = rd::rd_kafka_queue_new(rk);
+        rd::rd_kafka_DescribeTopics(rk, topics, options, queue);
+        let event = rd::rd_kafka_queue_poll(queue, ms.saturating_add(1000));
+        let result = if event.is_null() {
+            Err(format!("no answer to DescribeTopics within {timeout:?}"))
+        } else if rd::rd_kafka_event_error(event)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        {
+            Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event))
+                .to_string_lossy()
+                .into_owned())
+        } else {
+            let res = rd::rd_kafka_event_DescribeTopics_result(event);
+            let mut n = 0usize;
+            let descs = rd::rd_kafka_DescribeTopics_result_topics(res, &mut n);
+            if n == 0 || descs.is_null() {
+                Err(format!("topic {topic} is not described"))
+            } else {
+                let desc = *descs;
+                let err = rd::rd_kafka_TopicDescription_error(desc);
+                if !err.is_null()
+                    && rd::rd_kafka_error_code(err)
+                        != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                {
+                    Err(CStr::from_ptr(rd::rd_kafka_error_string(err))
+                        .to_string_lossy()
+                        .into_owned())
+                } else {
+                    let id = rd::rd_kafka_TopicDescription_topic_id(desc);
+                    if id.is_null() {
+                        Err(format!(
+                            "topic {topic} has no id (a broker older than Kafka 2.8?)"
+                        ))
+                    } else {
+                        Ok(CStr::from_ptr(rd::rd_kafka_Uuid_base64str(id))
+                            .to_string_lossy()
+                            .into_owned())
+                    }
+                }
             }
+        };
+        if !event.is_null() {
+            rd::rd_kafka_event_destroy(event);
         }
+        rd::rd_kafka_queue_destroy(queue);
+        rd::rd_kafka_AdminOptions_destroy(options);
+        rd::rd_kafka_TopicCollection_destroy(topics);
+        result
     }
 }
 
@@ -296,20 +583,26 @@ fn recover_with_retry(commits: &Commits, partition: i32) -> i64 {
 pub struct KafkaSource {
     topic: String,
     consumer: BaseConsumer<Rebalancer>,
+    /// The broker reported a position out of range since the last [`Source::gaps`].
+    out_of_range: bool,
+    /// A message polled with a rebalance, for the next poll.
+    carry: Option<(i32, i64, Vec<u8>)>,
 }
 
 impl KafkaSource {
-    pub fn new(config: &KafkaSourceConfig, commits: Arc<Commits>) -> Result<Self, SetupError> {
+    pub fn new(config: &KafkaSourceConfig, taker: Taker) -> Result<Self, SetupError> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+            // A lost position is an error, never a silent jump.
+            .set("auto.offset.reset", "error")
             .set("partition.assignment.strategy", "range")
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
+            .set("socket.timeout.ms", "10000")
             // Bounded prefetch: back-pressure reaches the broker, not memory.
             .set("queued.max.messages.kbytes", "65536")
             // When that bound is reached, check again soon: the default
@@ -324,20 +617,25 @@ impl KafkaSource {
             forbidden_consumer_option,
         )?;
         let consumer: BaseConsumer<Rebalancer> = client.create_with_context(Rebalancer {
-            commits,
-            changes: Mutex::new(Assignment::default()),
+            taker,
+            topic: config.topic.clone(),
+            cluster: Mutex::new(None),
+            changes: Mutex::new(Vec::new()),
+            rebalances: AtomicU64::new(0),
         })?;
         consumer.subscribe(&[&config.topic])?;
         Ok(KafkaSource {
             topic: config.topic.clone(),
             consumer,
+            out_of_range: false,
+            carry: None,
         })
     }
 
     /// The partition's high watermark from the last fetch response (no
     /// request: the router thread must not wait on the broker for a metric).
     fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
-        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let topic = CString::new(self.topic.as_str()).ok()?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client pointer is valid while `self.consumer` lives;
         // the call only reads librdkafka's cached offsets into the two locals.
@@ -360,18 +658,49 @@ impl KafkaSource {
         let _ = self.consumer.poll(Duration::from_millis(100));
     }
 
-    fn poll(&mut self, max: usize, timeout: Duration) -> Vec<Chunk> {
+    fn poll(&mut self, max: usize, max_bytes: usize, timeout: Duration) -> Vec<Chunk> {
         let mut chunks: HashMap<i32, Chunk> = HashMap::new();
-        let mut n = 0;
+        let (mut n, mut bytes) = (0, 0);
         let mut wait = timeout;
-        while n < max {
-            match self.consumer.poll(wait) {
+        if let Some((p, offset, payload)) = self.carry.take() {
+            n += 1;
+            bytes += payload.len();
+            chunks
+                .entry(p)
+                .or_insert_with(|| Chunk::new(p))
+                .push(offset, &payload);
+            wait = Duration::ZERO;
+        }
+        let rebalances = self.consumer.context().rebalances.load(Ordering::SeqCst);
+        while n < max && bytes < max_bytes {
+            let polled = self.consumer.poll(wait);
+            if self.consumer.context().rebalances.load(Ordering::SeqCst) != rebalances {
+                // rust-rdkafka returns right after a rebalance; stop there
+                // in any case, so a chunk never spans two assignments.
+                if let Some(Ok(m)) = polled {
+                    self.carry = Some((
+                        m.partition(),
+                        m.offset(),
+                        m.payload().unwrap_or_default().to_vec(),
+                    ));
+                }
+                break;
+            }
+            match polled {
                 Some(Ok(m)) => {
+                    let payload = m.payload().unwrap_or_default();
                     n += 1;
+                    bytes += payload.len();
                     chunks
                         .entry(m.partition())
                         .or_insert_with(|| Chunk::new(m.partition()))
-                        .push(m.offset(), m.payload().unwrap_or_default());
+                        .push(m.offset(), payload);
+                }
+                Some(Err(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
+                ))) => {
+                    self.out_of_range = true;
+                    break;
                 }
                 Some(Err(e)) => {
                     tracing::warn!("consumer: {e}");

@@ -381,6 +381,8 @@ pub enum Stage {
     Fault,
     /// The plugin did not claim the event.
     Filter,
+    /// The plugin version changes its table's schema incompatibly.
+    Schema,
 }
 
 impl Stage {
@@ -391,6 +393,7 @@ impl Stage {
             Stage::Plugin => "plugin",
             Stage::Fault => "fault",
             Stage::Filter => "filter",
+            Stage::Schema => "schema",
         }
     }
 }

@@ -3,13 +3,22 @@
 //!
 //! The operations are the few the commit protocol needs, each durable when it
 //! returns: `write` (a new file, replacing any), `publish` (a rename that fails
-//! when the target exists: the atomic, exclusive step of a commit), `rename`,
-//! `read`, `list` and `remove`. They block: the writer calls them from its own
-//! threads, never from an async task.
+//! when the target exists: the atomic, exclusive step of a commit), `rename`
+//! (which never replaces a file either), `read`, `list` and `remove`. They
+//! block: the writer calls them from its own threads, never from an async
+//! task.
+//!
+//! Every HDFS call is bounded by [`Warehouse::timeout`] (default
+//! [`DEFAULT_TIMEOUT`]): a namenode that stops answering makes calls fail,
+//! never hang. Local calls are plain system calls.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+
+/// Bound on one HDFS call, unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A warehouse operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +37,21 @@ pub struct Entry {
     pub name: String,
     pub is_dir: bool,
     pub len: u64,
+    /// Last modification, when the store reports it.
+    pub modified: Option<SystemTime>,
+}
+
+/// What [`Warehouse::rename`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// `from` is now at `to`.
+    Moved,
+    /// `to` exists (nothing was replaced); `from`, if it was there, is removed
+    /// when `from` and `to` are the same file (a local move interrupted
+    /// between its link and its unlink), otherwise left alone.
+    TargetExists,
+    /// Neither exists.
+    Missing,
 }
 
 pub enum Warehouse {
@@ -40,11 +64,40 @@ pub struct Hdfs {
     root: String,
     client: hdfs_native::Client,
     rt: tokio::runtime::Runtime,
+    timeout: Duration,
+}
+
+impl Hdfs {
+    /// Runs one HDFS call to completion, bounded by the warehouse's timeout.
+    fn call<T>(
+        &self,
+        op: &'static str,
+        rel: &str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let timeout = self.timeout;
+        self.rt.block_on(async {
+            match tokio::time::timeout(timeout, f).await {
+                Ok(r) => r,
+                Err(_) => Err(WarehouseError {
+                    op,
+                    path: rel.to_owned(),
+                    message: format!("no answer from the namenode within {timeout:?}"),
+                }),
+            }
+        })
+    }
 }
 
 impl Warehouse {
-    /// Opens `location`: `hdfs://host:port/path` or a local folder (created).
+    /// Opens `location`: `hdfs://host:port/path` or a local folder (created),
+    /// with HDFS calls bounded by [`DEFAULT_TIMEOUT`].
     pub fn open(location: &str) -> Result<Warehouse> {
+        Self::open_with_timeout(location, DEFAULT_TIMEOUT)
+    }
+
+    /// Opens `location` with HDFS calls bounded by `timeout`.
+    pub fn open_with_timeout(location: &str, timeout: Duration) -> Result<Warehouse> {
         let err = |op, message: String| WarehouseError {
             op,
             path: location.to_owned(),
@@ -72,10 +125,14 @@ impl Warehouse {
                 root,
                 client,
                 rt,
+                timeout,
             };
-            hdfs.rt
-                .block_on(hdfs.client.mkdirs(&hdfs.root, 0o755, true))
-                .map_err(|e| err("open", e.to_string()))?;
+            hdfs.call("open", location, async {
+                hdfs.client
+                    .mkdirs(&hdfs.root, 0o755, true)
+                    .await
+                    .map_err(|e| err("open", e.to_string()))
+            })?;
             Ok(Warehouse::Hdfs(hdfs))
         } else {
             let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
@@ -105,7 +162,7 @@ impl Warehouse {
                 std::io::Write::write_all(&mut f, &data).map_err(|e| fail(&e))?;
                 f.sync_all().map_err(|e| fail(&e))
             }
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("write", rel, async {
                 let path = h.abs(rel);
                 let options = hdfs_native::WriteOptions {
                     overwrite: true,
@@ -141,7 +198,7 @@ impl Warehouse {
                 std::fs::remove_file(&src).map_err(|e| fail(&e))?;
                 Ok(true)
             }
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("publish", to, async {
                 let dst = h.abs(to);
                 if let Some((parent, _)) = dst.rsplit_once('/') {
                     h.client
@@ -158,17 +215,40 @@ impl Warehouse {
         }
     }
 
-    /// Renames `from` to `to` (creating `to`'s folder), durably.
-    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+    /// Moves `from` to `to` (creating `to`'s folder), durably, never
+    /// replacing a file: locally a hard link then an unlink (a crash between
+    /// the two leaves both names of one file, which a retry resolves); on
+    /// HDFS a rename without overwrite.
+    pub fn rename(&self, from: &str, to: &str) -> Result<Moved> {
         let fail = |e: &dyn std::fmt::Display| error("rename", from, e);
         match self {
             Warehouse::Local(root) => {
                 let (src, dst) = (root.join(from), root.join(to));
                 mkdir_parent(&dst).map_err(|e| fail(&e))?;
-                std::fs::rename(&src, &dst).map_err(|e| fail(&e))?;
-                sync_parent(&dst).map_err(|e| fail(&e))
+                match std::fs::hard_link(&src, &dst) {
+                    Ok(()) => {
+                        sync_parent(&dst).map_err(|e| fail(&e))?;
+                        std::fs::remove_file(&src).map_err(|e| fail(&e))?;
+                        sync_parent(&src).map_err(|e| fail(&e))?;
+                        Ok(Moved::Moved)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if same_file(&src, &dst) {
+                            std::fs::remove_file(&src).map_err(|e| fail(&e))?;
+                        }
+                        Ok(Moved::TargetExists)
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if dst.exists() {
+                            Ok(Moved::TargetExists)
+                        } else {
+                            Ok(Moved::Missing)
+                        }
+                    }
+                    Err(e) => Err(fail(&e)),
+                }
             }
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("rename", from, async {
                 let dst = h.abs(to);
                 if let Some((parent, _)) = dst.rsplit_once('/') {
                     h.client
@@ -176,10 +256,25 @@ impl Warehouse {
                         .await
                         .map_err(|e| fail(&e))?;
                 }
-                h.client
-                    .rename(&h.abs(from), &dst, false)
-                    .await
-                    .map_err(|e| fail(&e))
+                match h.client.rename(&h.abs(from), &dst, false).await {
+                    Ok(()) => Ok(Moved::Moved),
+                    Err(e) if already_exists(&e) => Ok(Moved::TargetExists),
+                    Err(e) => {
+                        // A missing source is reported in several ways; ask.
+                        let exists = |p: String| async move {
+                            match h.client.get_file_info(&p).await {
+                                Ok(_) => Ok(true),
+                                Err(e) if not_found(&e) => Ok(false),
+                                Err(e) => Err(e),
+                            }
+                        };
+                        match (exists(h.abs(from)).await, exists(dst.clone()).await) {
+                            (Ok(false), Ok(true)) => Ok(Moved::TargetExists),
+                            (Ok(false), Ok(false)) => Ok(Moved::Missing),
+                            _ => Err(fail(&e)),
+                        }
+                    }
+                }
             }),
         }
     }
@@ -188,10 +283,10 @@ impl Warehouse {
     pub fn exists(&self, rel: &str) -> Result<bool> {
         match self {
             Warehouse::Local(root) => Ok(root.join(rel).exists()),
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("stat", rel, async {
                 match h.client.get_file_info(&h.abs(rel)).await {
                     Ok(_) => Ok(true),
-                    Err(hdfs_native::HdfsError::FileNotFound(_)) => Ok(false),
+                    Err(e) if not_found(&e) => Ok(false),
                     Err(e) => Err(error("stat", rel, &e)),
                 }
             }),
@@ -200,16 +295,30 @@ impl Warehouse {
 
     /// The whole content of `rel`.
     pub fn read(&self, rel: &str) -> Result<Vec<u8>> {
+        self.read_opt(rel)?
+            .ok_or_else(|| error("read", rel, &"no such file"))
+    }
+
+    /// The whole content of `rel`, or `None` when it does not exist.
+    pub fn read_opt(&self, rel: &str) -> Result<Option<Vec<u8>>> {
         let fail = |e: &dyn std::fmt::Display| error("read", rel, e);
         match self {
-            Warehouse::Local(root) => std::fs::read(root.join(rel)).map_err(|e| fail(&e)),
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
-                let r = h.client.read(&h.abs(rel)).await.map_err(|e| fail(&e))?;
+            Warehouse::Local(root) => match std::fs::read(root.join(rel)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(fail(&e)),
+            },
+            Warehouse::Hdfs(h) => h.call("read", rel, async {
+                let r = match h.client.read(&h.abs(rel)).await {
+                    Ok(r) => r,
+                    Err(e) if not_found(&e) => return Ok(None),
+                    Err(e) => return Err(fail(&e)),
+                };
                 let bytes = r
                     .read_range(0, r.file_length())
                     .await
                     .map_err(|e| fail(&e))?;
-                Ok(bytes.to_vec())
+                Ok(Some(bytes.to_vec()))
             }),
         }
     }
@@ -227,16 +336,22 @@ impl Warehouse {
                 let mut out = Vec::new();
                 for entry in dir {
                     let entry = entry.map_err(|e| fail(&e))?;
-                    let meta = entry.metadata().map_err(|e| fail(&e))?;
+                    let meta = match entry.metadata() {
+                        Ok(m) => m,
+                        // Removed since the folder was read.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(fail(&e)),
+                    };
                     out.push(Entry {
                         name: entry.file_name().to_string_lossy().into_owned(),
                         is_dir: meta.is_dir(),
                         len: meta.len(),
+                        modified: meta.modified().ok(),
                     });
                 }
                 out
             }
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("list", rel, async {
                 match h.client.list_status(&h.abs(rel), false).await {
                     Ok(list) => Ok(list
                         .into_iter()
@@ -244,9 +359,12 @@ impl Warehouse {
                             name: s.path.rsplit('/').next().unwrap_or("").to_owned(),
                             is_dir: s.isdir,
                             len: s.length as u64,
+                            modified: Some(
+                                SystemTime::UNIX_EPOCH + Duration::from_millis(s.modification_time),
+                            ),
                         })
                         .collect()),
-                    Err(hdfs_native::HdfsError::FileNotFound(_)) => Ok(Vec::new()),
+                    Err(e) if not_found(&e) => Ok(Vec::new()),
                     Err(e) => Err(fail(&e)),
                 }
             })?,
@@ -277,17 +395,19 @@ impl Warehouse {
         Ok(out)
     }
 
-    /// Removes file `rel`; a missing file is not an error.
-    pub fn remove(&self, rel: &str) -> Result<()> {
+    /// Removes file `rel`; a missing file is not an error. `Ok(true)` when
+    /// it was there.
+    pub fn remove(&self, rel: &str) -> Result<bool> {
         match self {
             Warehouse::Local(root) => match std::fs::remove_file(root.join(rel)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
                 Err(e) => Err(error("remove", rel, &e)),
             },
-            Warehouse::Hdfs(h) => h.rt.block_on(async {
+            Warehouse::Hdfs(h) => h.call("remove", rel, async {
                 match h.client.delete(&h.abs(rel), false).await {
-                    Ok(_) | Err(hdfs_native::HdfsError::FileNotFound(_)) => Ok(()),
+                    Ok(existed) => Ok(existed),
+                    Err(e) if not_found(&e) => Ok(false),
                     Err(e) => Err(error("remove", rel, &e)),
                 }
             }),
@@ -306,10 +426,22 @@ impl Hdfs {
 }
 
 fn error(op: &'static str, path: &str, e: &dyn std::fmt::Display) -> WarehouseError {
+    // HDFS errors carry the namenode's Java stack trace: the first line says it.
+    let message = e.to_string();
     WarehouseError {
         op,
         path: path.to_owned(),
-        message: e.to_string(),
+        message: message.lines().next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Whether an HDFS error means "no such file" (the client reports it as
+/// its own error or as the namenode's exception).
+fn not_found(e: &hdfs_native::HdfsError) -> bool {
+    match e {
+        hdfs_native::HdfsError::FileNotFound(_) => true,
+        hdfs_native::HdfsError::RPCError(class, _) => class.contains("FileNotFoundException"),
+        _ => false,
     }
 }
 
@@ -325,6 +457,15 @@ fn mkdir_parent(path: &Path) -> std::io::Result<()> {
     match path.parent() {
         Some(parent) => std::fs::create_dir_all(parent),
         None => Ok(()),
+    }
+}
+
+/// Whether two paths name one file (same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -357,7 +498,26 @@ mod tests {
             [("a/.tmp2".into(), 3), ("a/b/rec".into(), 3)]
         );
         assert!(wh.list("missing").unwrap().is_empty());
-        wh.remove("a/.tmp2").unwrap();
-        wh.remove("a/.tmp2").unwrap();
+        assert!(wh.remove("a/.tmp2").unwrap());
+        assert!(!wh.remove("a/.tmp2").unwrap());
+        assert_eq!(wh.read_opt("a/.tmp2").unwrap(), None);
+    }
+
+    #[test]
+    fn rename_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let wh = Warehouse::open(dir.path().to_str().unwrap()).unwrap();
+        wh.write("x", Bytes::from_static(b"x")).unwrap();
+        wh.write("y", Bytes::from_static(b"y")).unwrap();
+        assert_eq!(wh.rename("x", "t/f").unwrap(), Moved::Moved);
+        assert_eq!(wh.rename("y", "t/f").unwrap(), Moved::TargetExists);
+        assert_eq!(wh.read("t/f").unwrap(), b"x");
+        assert_eq!(wh.read("y").unwrap(), b"y");
+        // Interrupted between link and unlink: both names, one file.
+        std::fs::hard_link(dir.path().join("t/f"), dir.path().join("z")).unwrap();
+        assert_eq!(wh.rename("z", "t/f").unwrap(), Moved::TargetExists);
+        assert!(!wh.exists("z").unwrap());
+        assert_eq!(wh.rename("gone", "t/g").unwrap(), Moved::Missing);
+        assert_eq!(wh.rename("gone", "t/f").unwrap(), Moved::TargetExists);
     }
 }

@@ -2,8 +2,11 @@
 //! module per area.
 
 mod api;
+mod chaos;
 mod crash;
 mod deploy;
+mod exactly_once;
+mod outages;
 mod plugins;
 mod query;
 mod services;

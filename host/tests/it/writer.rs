@@ -34,19 +34,52 @@ pub struct Proc {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// Runs `eventsift <args>` to its exit (at most `timeout`): its status and
+/// its log.
+pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (ExitStatus, String) {
+    let mut child = command(args, env).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut out);
+        out
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "eventsift {args:?} did not exit within {timeout:?}:\n{}",
+                reader.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, reader.join().unwrap())
+}
+
+/// `eventsift <args>` with its log on a pipe, `env` set after the defaults.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventsift"));
+    cmd.args(args)
+        .env("EVENTSIFT_LOG", "info")
+        .env_remove("EVENTSIFT_FAILPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 impl Proc {
     /// Starts `eventsift <args>` and waits for its HTTP server.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventsift"));
-        cmd.args(args)
-            .env("EVENTSIFT_LOG", "info")
-            .env_remove("EVENTSIFT_FAILPOINT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = command(args, env).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -79,7 +112,7 @@ impl Proc {
         self.log.lock().unwrap().join("\n")
     }
 
-    fn kill9(&mut self) {
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -106,8 +139,17 @@ impl Proc {
         }
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
         http_get(&format!("{}{path}", self.base))
+    }
+
+    /// The sum of the samples of metric `name` on `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 }
 
@@ -119,7 +161,7 @@ impl Drop for Proc {
 }
 
 /// A small blocking GET (the tests' reqwest has no blocking feature).
-fn http_get(url: &str) -> (u16, String) {
+pub(crate) fn http_get(url: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -141,7 +183,7 @@ pub fn plugin_dir(bundled: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
@@ -196,7 +238,7 @@ pub fn post_all(base: &str, requests: Vec<(String, String)>) -> Vec<String> {
 }
 
 /// The seed's generate_data.sh as (Host, path) pairs, all POST.
-fn seed_requests() -> Vec<(String, String)> {
+pub(crate) fn seed_requests() -> Vec<(String, String)> {
     eventsift::loadgen::seed_requests()
         .into_iter()
         .map(|r| (r.host, r.path))
@@ -235,14 +277,14 @@ impl Tables {
         t
     }
 
-    fn rows(&self, table: &str) -> usize {
+    pub fn rows(&self, table: &str) -> usize {
         self.batches
             .get(table)
             .map_or(0, |bs| bs.iter().map(|b| b.num_rows()).sum())
     }
 
     /// Values of a text column (null as "").
-    fn strings(&self, table: &str, column: &str) -> Vec<String> {
+    pub fn strings(&self, table: &str, column: &str) -> Vec<String> {
         let mut out = Vec::new();
         for b in self.batches.get(table).into_iter().flatten() {
             let Some(col) = b.column_by_name(column) else {
@@ -261,7 +303,7 @@ impl Tables {
         out
     }
 
-    fn ints(&self, table: &str, column: &str) -> Vec<i64> {
+    pub fn ints(&self, table: &str, column: &str) -> Vec<i64> {
         let mut out = Vec::new();
         for b in self.batches.get(table).into_iter().flatten() {
             let col = b
@@ -299,7 +341,7 @@ impl Tables {
 }
 
 /// Polls the warehouse until `done` holds (at most `timeout`).
-fn wait_tables(
+pub(crate) fn wait_tables(
     wh: &Warehouse,
     what: &str,
     timeout: Duration,
@@ -320,7 +362,31 @@ fn wait_tables(
     }
 }
 
-fn check_seed_sums(t: &Tables) {
+/// [`wait_tables`], printing `p`'s log when it times out.
+pub(crate) fn wait_tables_of(
+    wh: &Warehouse,
+    what: &str,
+    timeout: Duration,
+    p: &Proc,
+    done: impl Fn(&Tables) -> bool,
+) -> Tables {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let t = Tables::read(wh);
+        if done(&t) {
+            return t;
+        }
+        let counts: Vec<_> = t.batches.keys().map(|k| (k.clone(), t.rows(k))).collect();
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; tables: {counts:?}; log:\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+pub(crate) fn check_seed_sums(t: &Tables) {
     let horses = t.sum_by("horse_purchases", "size", "quantity");
     assert_eq!(
         horses,
@@ -345,14 +411,14 @@ fn check_seed_sums(t: &Tables) {
     assert_eq!(t.rows("rejected_events"), 0);
 }
 
-fn seed_landed(t: &Tables) -> bool {
+pub(crate) fn seed_landed(t: &Tables) -> bool {
     t.rows("sword_purchases") >= 1610
         && t.rows("horse_purchases") >= 2300
         && t.rows("guild_actions") >= 300
 }
 
 /// Each acknowledged id exactly once across the tables, and nothing else.
-fn check_exactly_once(t: &Tables, acked: &[String]) {
+pub(crate) fn check_exactly_once(t: &Tables, acked: &[String]) {
     let ids = t.ids();
     let dup: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(dup.is_empty(), "duplicated ids, e.g. {dup:?}");
@@ -424,42 +490,65 @@ fn embedded_serve_lands_the_seed_load_with_exact_sums() {
     assert!(log.read(0, 10_000).unwrap().len() <= 1);
 }
 
-/// Creates a topic with `partitions` partitions.
-fn create_topic(partitions: i32) -> String {
-    let topic = unique("writer");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka_bootstrap())
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs a future to completion on a runtime of its own.
+pub(crate) fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Creates topic `topic` with `partitions` partitions on `bootstrap`.
+pub(crate) fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
         .unwrap();
-    let res = rt
-        .block_on(admin.create_topics(
-            &[NewTopic::new(
-                &topic,
-                partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        ))
-        .unwrap();
+    let res = block(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))
+    .unwrap();
     res.into_iter().for_each(|r| {
         r.unwrap();
     });
+}
+
+/// Creates a topic with `partitions` partitions on the shared broker.
+pub(crate) fn create_topic(partitions: i32) -> String {
+    let topic = unique("writer");
+    create_topic_on(&kafka_bootstrap(), &topic, partitions);
     topic
 }
 
+/// `$local` and `$hdfs` tests running `$run(warehouse)` on local disk and
+/// on MiniDFS.
+macro_rules! on_local_disk_and_hdfs {
+    ($local:ident, $hdfs:ident, $run:path) => {
+        #[test]
+        fn $local() {
+            let wh = tempfile::tempdir().unwrap();
+            $run($crate::writer::s(wh.path()));
+        }
+
+        #[test]
+        fn $hdfs() {
+            $run(&$crate::writer::hdfs_warehouse());
+        }
+    };
+}
+pub(crate) use on_local_disk_and_hdfs;
+
 /// A sword envelope as the API publishes it.
-fn sword_envelope(id: &str, host: &str, color: &str, quantity: i64) -> String {
+pub(crate) fn sword_envelope(id: &str, host: &str, color: &str, quantity: i64) -> String {
     let ts = humantime::format_rfc3339_micros(std::time::SystemTime::now());
     format!(
         r#"{{"event_id":"{id}","event_type":"purchase_sword","plugin_version":"0.1.0","timestamp":"{ts}","host":"{host}","user_agent":null,"accept":null,"color":"{color}","quantity":{quantity}}}"#
     )
 }
 
-fn producer() -> ThreadedProducer<DefaultProducerContext> {
+pub(crate) fn producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", kafka_bootstrap())
         .set("enable.idempotence", "true")
@@ -470,7 +559,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
 }
 
 /// Produces `n` sword envelopes (keys spread over the partitions); returns their ids.
-fn produce_swords(topic: &str, n: usize, pace: Option<Duration>) -> Vec<String> {
+pub(crate) fn produce_swords(topic: &str, n: usize, pace: Option<Duration>) -> Vec<String> {
     let p = producer();
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
@@ -494,7 +583,7 @@ fn produce_swords(topic: &str, n: usize, pace: Option<Duration>) -> Vec<String> 
     ids
 }
 
-fn writer_args<'a>(
+pub(crate) fn writer_args<'a>(
     topic: &'a str,
     group: &'a str,
     warehouse: &'a str,
@@ -522,12 +611,12 @@ fn writer_args<'a>(
     ]
 }
 
-fn bootstrap_static() -> &'static str {
+pub(crate) fn bootstrap_static() -> &'static str {
     static B: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     B.get_or_init(kafka_bootstrap)
 }
 
-fn hdfs_warehouse() -> String {
+pub(crate) fn hdfs_warehouse() -> String {
     format!("{}/{}", hdfs_url(), unique("wh"))
 }
 
@@ -637,7 +726,7 @@ fn kafka_local_lands_the_seed_load_and_a_dropped_in_plugin() {
 }
 
 /// The commit records of a warehouse.
-fn commit_records(wh: &Warehouse) -> Vec<CommitRecord> {
+pub(crate) fn commit_records(wh: &Warehouse) -> Vec<CommitRecord> {
     wh.walk("_eventsift/commits")
         .unwrap()
         .into_iter()

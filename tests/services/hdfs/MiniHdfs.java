@@ -3,7 +3,10 @@
 // start`; prints "READY hdfs://127.0.0.1:<port>" once the datanode has
 // registered, then serves until killed.
 //
-// usage: java -cp <classes>:<libs>/* MiniHdfs <base dir> <namenode port>
+// usage: java -cp <classes>:<libs>/* MiniHdfs <base dir> <namenode port> [keep]
+//
+// With `keep`, the storage under <base dir> is reused as it is (a restart
+// after a stop keeps every file); without it, it is formatted.
 
 import java.io.File;
 
@@ -14,6 +17,7 @@ public class MiniHdfs {
     public static void main(String[] args) throws Exception {
         File base = new File(args[0]);
         int port = Integer.parseInt(args[1]);
+        boolean keep = args.length > 2 && args[2].equals("keep");
         Configuration conf = new Configuration();
         conf.set("dfs.replication", "1");
         conf.set("dfs.permissions.enabled", "false");
@@ -28,7 +32,7 @@ public class MiniHdfs {
         MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf, base)
                 .nameNodePort(port)
                 .numDataNodes(1)
-                .format(true)
+                .format(!keep)
                 .build();
         cluster.waitActive();
         cluster.waitClusterUp();

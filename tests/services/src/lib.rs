@@ -346,7 +346,11 @@ fn java(paths: &Paths, classpath: &str) -> Command {
 /// ignores a Ctrl-C meant for it), logging to the service log, and records
 /// its pid.
 fn spawn_detached(paths: &Paths, mut cmd: Command) -> Result<Child> {
-    let log = fs::File::create(paths.log())?;
+    // Appended to: a private service restarted keeps one log.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.log())?;
     cmd.process_group(0)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -436,7 +440,14 @@ fn kafka_format(paths: &Paths, props: &Path) -> Result<()> {
         let out = java(paths, &cp)
             .args([&log4j, "kafka.tools.StorageTool", "random-uuid"])
             .output()?;
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        // The tool may log before it prints the id: the id is the last line.
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .to_owned()
     };
     let out = java(paths, &cp)
         .args([
@@ -576,6 +587,13 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_hdfs(paths: &Paths) -> Result<()> {
+    let mut child = hdfs_launch(paths, HDFS_PORT, false)?;
+    hdfs_wait(paths, &mut child, HDFS_PORT, 0)
+}
+
+/// Compiles `MiniHdfs.java` when needed and starts it on `port`, reusing
+/// its storage when `keep`.
+fn hdfs_launch(paths: &Paths, port: u16, keep: bool) -> Result<Child> {
     let classes = paths.libs.with_file_name("classes");
     let source = paths.source.join("MiniHdfs.java");
     let class = classes.join("MiniHdfs.class");
@@ -601,16 +619,110 @@ fn start_hdfs(paths: &Paths) -> Result<()> {
     let mut cmd = java(paths, &cp);
     cmd.args(["-Xms256m", "-Xmx1g", "MiniHdfs"])
         .arg(paths.state.join("data"))
-        .arg(HDFS_PORT.to_string());
-    let mut child = spawn_detached(paths, cmd)?;
+        .arg(port.to_string());
+    if keep {
+        cmd.arg("keep");
+    }
+    spawn_detached(paths, cmd)
+}
+
+/// Waits for the `ready`-th "READY" line of the service log (counting from
+/// 0 for a fresh log) and the namenode's port.
+fn hdfs_wait(paths: &Paths, child: &mut Child, port: u16, ready: usize) -> Result<()> {
     wait_for(
         "MiniDFSCluster to report READY",
         Duration::from_secs(120),
         || {
-            check_alive(&mut child, paths)?;
+            check_alive(child, paths)?;
             let mut log = String::new();
             fs::File::open(paths.log())?.read_to_string(&mut log)?;
-            Ok(log.contains("READY hdfs://") && port_open(HDFS_PORT))
+            Ok(log.matches("READY hdfs://").count() > ready && port_open(port))
         },
     )
+}
+
+/// A MiniDFSCluster of a test's own, on a free port, that the test may
+/// stop and start again (its files kept), or freeze (SIGSTOP: connections
+/// are accepted, nothing answers) and thaw.
+pub struct PrivateHdfs {
+    paths: Paths,
+    port: u16,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl PrivateHdfs {
+    /// Starts a fresh cluster with its state in `state`.
+    pub fn start(root: &Path, state: &Path) -> Result<Self> {
+        let mut paths = Paths::new(root, Service::Hdfs)?;
+        paths.state = state.to_path_buf();
+        fetch(&paths)?;
+        fs::create_dir_all(&paths.state)?;
+        let port = free_port()?;
+        let mut hdfs = PrivateHdfs {
+            paths,
+            port,
+            child: None,
+            starts: 0,
+        };
+        hdfs.launch(false)?;
+        Ok(hdfs)
+    }
+
+    fn launch(&mut self, keep: bool) -> Result<()> {
+        // One log across restarts: append.
+        let mut child = hdfs_launch(&self.paths, self.port, keep)?;
+        let ready = hdfs_wait(&self.paths, &mut child, self.port, self.starts);
+        self.child = Some(child);
+        self.starts += 1;
+        ready
+    }
+
+    pub fn url(&self) -> String {
+        format!("hdfs://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the cluster (SIGKILL) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the stopped cluster again on the same port, files kept.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        // The killed JVM's port may linger for a moment.
+        let port = self.port;
+        let _ = wait_for("the port to be released", Duration::from_secs(10), || {
+            Ok(!port_open(port))
+        });
+        self.launch(true)
+    }
+
+    /// SIGSTOPs the cluster's JVM: it accepts connections, answers nothing.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONTs a frozen cluster.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &child.id().to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for PrivateHdfs {
+    fn drop(&mut self) {
+        self.thaw();
+        self.stop();
+    }
 }
