@@ -11,6 +11,12 @@
 //! measures the time from each HTTP 200 to the row being readable from the
 //! warehouse (a reader listing and reading committed files every 20 ms).
 //!
+//! `cargo bench -p eventsift --bench writer -- memory [--gib 2] [--record-kib 100] [--buffer-mib 256]`
+//! fills an embedded log with a backlog of large sword events (hex
+//! padding, so they compress about as badly as real text), then runs the
+//! writer on it and reports this process's peak RSS (VmHWM, reset before
+//! the writer starts) against the configured buffer.
+//!
 //! Needs a broker for `throughput` (`cargo xtask kafka start`;
 //! `EVENTSIFT_BENCH_KAFKA`, default 127.0.0.1:9092).
 
@@ -47,6 +53,15 @@ fn main() {
             .unwrap_or(Duration::from_secs(10));
         let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(30);
         freshness(trigger, Duration::from_secs(seconds));
+    } else if args.iter().any(|a| a == "memory") {
+        let gib: f64 = arg("--gib").and_then(|s| s.parse().ok()).unwrap_or(2.0);
+        let kib: usize = arg("--record-kib")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(100);
+        let buffer: usize = arg("--buffer-mib")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(256);
+        memory(gib, kib, buffer);
     } else if args.iter().any(|a| a == "throughput") {
         let events: usize = arg("--events")
             .and_then(|s| s.parse().ok())
@@ -54,7 +69,7 @@ fn main() {
         let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
         throughput(events, runs, arg("--hdfs"));
     } else {
-        eprintln!("usage: writer -- throughput|freshness [options] (see the file's docs)");
+        eprintln!("usage: writer -- throughput|freshness|memory [options] (see the file's docs)");
     }
 }
 
@@ -396,4 +411,120 @@ fn freshness(trigger: Duration, duration: Duration) {
         lat[lat.len() - 1]
     );
     rt.block_on(serve.stop()).unwrap();
+}
+
+/// A `VmHWM`/`VmRSS` line of /proc/self/status, in MiB.
+fn proc_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn memory(gib: f64, record_kib: usize, buffer_mib: usize) {
+    use eventsift::transport::embedded::EmbeddedLog;
+    let (_plugins, registry) = plugins();
+    let data = tempfile::tempdir().unwrap();
+    let wh = tempfile::tempdir().unwrap();
+    let records = ((gib * (1u64 << 30) as f64) / (record_kib << 10) as f64) as usize;
+    let log_dir = data.path().join("log");
+    {
+        let log = EmbeddedLog::open(&log_dir).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let t0 = Instant::now();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut made = 0;
+        while made < records {
+            let batch: Vec<Vec<u8>> = (made..(made + 64).min(records))
+                .map(|_| {
+                    let mut pad = String::with_capacity(record_kib << 10);
+                    while pad.len() < record_kib << 10 {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        pad.push_str(&format!("{x:016x}"));
+                    }
+                    let ts = humantime::format_rfc3339_micros(SystemTime::now());
+                    format!(
+                        r#"{{"event_id":"{}","event_type":"purchase_sword","plugin_version":"0.1.0","timestamp":"{ts}","host":"h","user_agent":null,"accept":null,"color":"red","quantity":1,"padding":"{pad}"}}"#,
+                        uuid::Uuid::now_v7()
+                    )
+                    .into_bytes()
+                })
+                .collect();
+            made += batch.len();
+            rt.block_on(futures::future::join_all(
+                batch.iter().map(|r| log.append(b"h", r)),
+            ))
+            .into_iter()
+            .for_each(|r| {
+                r.unwrap();
+            });
+        }
+        println!(
+            "backlog: {records} records of {record_kib} KiB ({:.2} GiB) in the embedded log, written in {:.0} s",
+            (records * (record_kib << 10)) as f64 / (1u64 << 30) as f64,
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let log = EmbeddedLog::open(&log_dir).unwrap();
+    let end = log.end_offset() as i64;
+    // Peak RSS from here on.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = proc_mib("VmRSS:");
+    let t0 = Instant::now();
+    let writer = Writer::start(
+        WriterConfig {
+            warehouse: wh.path().to_str().unwrap().to_owned(),
+            limits: SinkLimits {
+                flush_interval: Duration::from_secs(10),
+                max_file_rows: 1_000_000,
+                max_buffer_bytes: buffer_mib << 20,
+            },
+            ..WriterConfig::default()
+        },
+        Input::Embedded(log),
+        registry,
+    )
+    .unwrap();
+    let status = writer.status.clone();
+    let mut peak_seen: f64 = 0.0;
+    loop {
+        peak_seen = peak_seen.max(proc_mib("VmRSS:"));
+        if status
+            .committed
+            .lock()
+            .unwrap()
+            .get(&0)
+            .copied()
+            .unwrap_or(0)
+            >= end
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    writer.stop().unwrap();
+    let peak = proc_mib("VmHWM:");
+    println!(
+        "drained in {secs:.1} s ({:.0} MB/s); RSS before the writer {before:.0} MiB, peak {peak:.0} MiB \
+         (sampled {peak_seen:.0} MiB): {:.0} MiB above the start, with a {buffer_mib} MiB buffer \
+         cap = buffer + {:.0} MiB",
+        (records * (record_kib << 10)) as f64 / 1e6 / secs,
+        peak - before,
+        peak - before - buffer_mib as f64
+    );
 }

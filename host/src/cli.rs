@@ -199,12 +199,51 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warehouse_timeout: Option<String>,
+    /// HTTP: time a client has to send a request's head, counted from when
+    /// the connection is ready for it (so it also closes idle keep-alive
+    /// connections) [default: 10s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_header_timeout: Option<String>,
+    /// HTTP: a connection with no bytes moving either way for this long is
+    /// closed [default: 60s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_idle_timeout: Option<String>,
+    /// HTTP: time a request body may take to arrive; 408 beyond [default: 30s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_body_timeout: Option<String>,
+    /// HTTP: connections served at once; more are refused [default: three
+    /// quarters of the descriptor limit (ulimit -n) left after 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    /// HTTP: largest request target in bytes; 414 beyond [default: 8192].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_uri_bytes: Option<usize>,
+    /// HTTP: largest sum of request header names and values in bytes; 431
+    /// beyond [default: 65536; above 131072 the HTTP library answers 431
+    /// itself, with an empty body].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<usize>,
+    /// HTTP: largest Host, User-Agent or Accept value in bytes (the envelope
+    /// keeps them in every row); 431 beyond [default: 1024].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_captured_header_bytes: Option<usize>,
 }
 
 impl DaemonArgs {
     pub fn load(&self) -> Result<Config> {
-        Config::load(self.config.as_deref(), self)
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))
+        let config = Config::load(self.config.as_deref(), self)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config
+            .check()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        Ok(config)
     }
 }
 
@@ -362,9 +401,13 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
             })
             .await??;
             let transport = crate::daemon::transport(&config)?;
-            let api =
-                crate::daemon::RunningApi::start(&config, plugins.registry.clone(), transport)
-                    .await?;
+            let api = crate::daemon::RunningApi::start(
+                &config,
+                plugins.registry.clone(),
+                transport,
+                None,
+            )
+            .await?;
             crate::daemon::shutdown_signal().await;
             tracing::info!("shutting down");
             api.stop().await.map(|()| ExitCode::SUCCESS)
@@ -391,23 +434,44 @@ fn writer_only(config: Config) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let c = config.clone();
-        let plugins =
-            tokio::task::spawn_blocking(move || crate::daemon::Plugins::start(&c, None)).await??;
+        // The writer admits versions against the warehouse before writing
+        // (their events go to rejected_events); at load it checks only who
+        // owns an event type, so that file names cannot decide it.
+        let plugins = tokio::task::spawn_blocking(move || {
+            crate::daemon::Plugins::start_with(&c, Some(&c.warehouse), crate::daemon::Check::Owner)
+        })
+        .await??;
         let (c, r) = (config.clone(), plugins.registry.clone());
         let started =
             tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r)).await??;
-        let writer = std::sync::Arc::new(std::sync::Mutex::new(Some(started)));
-        let http = crate::daemon::WriterHttp::start(config.listen, writer.clone()).await?;
-        crate::daemon::shutdown_signal().await;
-        tracing::info!("shutting down");
-        let taken = writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(w) = taken {
-            tokio::task::spawn_blocking(move || w.stop()).await??;
-        }
+        let http = crate::daemon::WriterHttp::start(&config, started.status.clone()).await?;
+        let status = started.status.clone();
+        let died = async {
+            while status.running.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        };
+        let code = tokio::select! {
+            () = crate::daemon::shutdown_signal() => {
+                tracing::info!("shutting down");
+                ExitCode::SUCCESS
+            }
+            () = died => {
+                tracing::error!("the writer stopped: exiting, so that a supervisor restarts it");
+                eprintln!("error: the writer stopped");
+                ExitCode::FAILURE
+            }
+        };
+        let stopped = tokio::task::spawn_blocking(move || started.stop()).await?;
         http.stop().await;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        match stopped {
+            Ok(()) => Ok::<_, anyhow::Error>(code),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    })
 }
 
 /// A one-line error and exit code 1 (query commands).

@@ -76,6 +76,27 @@ pub struct Config {
     /// Bound on each warehouse (HDFS) call.
     #[serde(with = "humantime_serde")]
     pub warehouse_timeout: Duration,
+    /// Time a client has to send a request's head, counted from when the
+    /// connection is ready for it (so it also ends idle keep-alive
+    /// connections).
+    #[serde(with = "humantime_serde")]
+    pub http_header_timeout: Duration,
+    /// A connection with no bytes moving either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub http_idle_timeout: Duration,
+    /// Time a request body may take to arrive (408 beyond).
+    #[serde(with = "humantime_serde")]
+    pub http_body_timeout: Duration,
+    /// Connections served at once (0: three quarters of the descriptor
+    /// limit left after 64, so a lowered `ulimit -n` lowers it).
+    pub max_connections: usize,
+    /// Largest request target in bytes (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Largest sum of request header names and values in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Largest Host, User-Agent or Accept value in bytes (431 beyond): the
+    /// envelope keeps them in every row.
+    pub max_captured_header_bytes: usize,
     /// Whether `warehouse` was given (by flag, environment or file) rather
     /// than defaulted: `api` checks plugin versions against the warehouse's
     /// table schemas only then.
@@ -107,6 +128,13 @@ impl Default for Config {
             new_chain_from: None,
             accept_retention_gaps: false,
             warehouse_timeout: crate::writer::warehouse::DEFAULT_TIMEOUT,
+            http_header_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_body_timeout: Duration::from_secs(30),
+            max_connections: 0,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 64 << 10,
+            max_captured_header_bytes: 1 << 10,
             warehouse_given: false,
         }
     }
@@ -133,6 +161,13 @@ const KEYS: &[&str] = &[
     "new_chain_from",
     "accept_retention_gaps",
     "warehouse_timeout",
+    "http_header_timeout",
+    "http_idle_timeout",
+    "http_body_timeout",
+    "max_connections",
+    "max_uri_bytes",
+    "max_header_bytes",
+    "max_captured_header_bytes",
 ];
 
 impl Config {
@@ -158,6 +193,85 @@ impl Config {
             .extract()?;
         config.warehouse_given = warehouse_given;
         Ok(config)
+    }
+
+    /// Refuses values the daemon cannot run with, naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("flush_interval", self.flush_interval),
+            ("ack_timeout", self.ack_timeout),
+            ("plugin_deadline", self.plugin_deadline),
+            ("warehouse_timeout", self.warehouse_timeout),
+            ("http_header_timeout", self.http_header_timeout),
+            ("http_idle_timeout", self.http_idle_timeout),
+            ("http_body_timeout", self.http_body_timeout),
+        ];
+        for (name, d) in positive {
+            if d < Duration::from_millis(1) {
+                return Err(format!("{name} must be at least 1ms, got {d:?}"));
+            }
+        }
+        let at_least_one = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("plugin_memory_mib", self.plugin_memory_mib),
+            ("max_buffer_mib", self.max_buffer_mib),
+            ("max_file_rows", self.max_file_rows as usize),
+            ("keep_commit_records", self.keep_commit_records),
+            ("max_uri_bytes", self.max_uri_bytes),
+            ("max_header_bytes", self.max_header_bytes),
+            ("max_captured_header_bytes", self.max_captured_header_bytes),
+        ];
+        for (name, v) in at_least_one {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        if self.plugin_memory_mib > 4096 {
+            return Err(format!(
+                "plugin_memory_mib must be at most 4096 (a 32-bit Wasm memory), got {}",
+                self.plugin_memory_mib
+            ));
+        }
+        if self.max_header_bytes > crate::api::server::LIBRARY_MAX_HEADER_BYTES {
+            return Err(format!(
+                "max_header_bytes must be at most {} (the HTTP library's own cap)",
+                crate::api::server::LIBRARY_MAX_HEADER_BYTES
+            ));
+        }
+        Ok(())
+    }
+
+    /// The HTTP server's limits.
+    pub fn http_limits(&self) -> crate::api::server::HttpLimits {
+        crate::api::server::HttpLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: {
+                let fit = crate::api::server::default_max_connections();
+                match self.max_connections {
+                    0 => fit,
+                    n if n > fit => {
+                        tracing::warn!(
+                            "max_connections {n} is more than the descriptor limit leaves room \
+                             for: serving at most {fit} connections (raise ulimit -n)"
+                        );
+                        fit
+                    }
+                    n => n,
+                }
+            },
+        }
+    }
+
+    /// The API's per-request limits.
+    pub fn request_limits(&self) -> crate::api::RequestLimits {
+        crate::api::RequestLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_uri_bytes: self.max_uri_bytes,
+            max_header_bytes: self.max_header_bytes,
+            max_captured_header_bytes: self.max_captured_header_bytes,
+            body_timeout: self.http_body_timeout,
+        }
     }
 
     pub fn log_dir(&self) -> PathBuf {

@@ -30,10 +30,31 @@ pub struct Plugins {
     _watcher: Watcher,
 }
 
+/// What a plugin version is checked against in the warehouse at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Its event type's owner and its table's schema history.
+    All,
+    /// Its event type's owner only (the writer admits schemas before writing).
+    Owner,
+}
+
 impl Plugins {
     /// Loads and watches the plugin folder; with `warehouse`, a plugin
-    /// version must also fit the warehouse's table schemas to load.
+    /// version must also fit the warehouse's owners and table schemas.
     pub fn start(config: &Config, warehouse: Option<&str>) -> Result<Self> {
+        Self::start_with(config, warehouse, Check::All)
+    }
+
+    /// [`Plugins::start`], choosing what the warehouse checks.
+    pub fn start_with(config: &Config, warehouse: Option<&str>, check: Check) -> Result<Self> {
+        if !config.plugins.is_dir() {
+            anyhow::bail!(
+                "the plugin folder {} does not exist (set --plugins, EVENTSIFT_PLUGINS or \
+                 `plugins` in the config file)",
+                config.plugins.display()
+            );
+        }
         let runtime = Runtime::new(RuntimeConfig {
             limits: Limits {
                 memory_bytes: config.plugin_memory_mib << 20,
@@ -46,16 +67,21 @@ impl Plugins {
             let wh = Warehouse::open_with_timeout(location, config.warehouse_timeout)
                 .with_context(|| format!("opening the warehouse {location}"))?;
             let schemas = Schemas::new(Arc::new(wh));
-            registry.set_guard(Box::new(move |meta| match schemas.check(meta) {
-                Ok(()) => Ok(()),
-                Err(SchemaError::Incompatible(why)) => Err(why),
-                Err(e) => {
-                    tracing::warn!(
-                        plugin = %meta.name,
-                        "cannot read the table's schema ({e}): loaded without that check \
-                         (the writer checks again before writing)"
-                    );
-                    Ok(())
+            registry.set_guard(Box::new(move |meta| {
+                match match check {
+                    Check::All => schemas.check(meta),
+                    Check::Owner => schemas.check_owner(meta),
+                } {
+                    Ok(()) => Ok(()),
+                    Err(SchemaError::Incompatible(why)) => Err(why),
+                    Err(e) => {
+                        tracing::warn!(
+                            plugin = %meta.name,
+                            "cannot read the table's schema ({e}): loaded without that check \
+                             (the writer checks again before writing)"
+                        );
+                        Ok(())
+                    }
                 }
             }));
         }
@@ -97,7 +123,13 @@ impl Serve {
         // Off the async threads: opening a warehouse blocks.
         let (c, t, r) = (config.clone(), transport.clone(), plugins.registry.clone());
         let writer = tokio::task::spawn_blocking(move || start_writer(&c, &t, r)).await??;
-        let api = RunningApi::start(config, plugins.registry.clone(), transport.clone()).await?;
+        let api = RunningApi::start(
+            config,
+            plugins.registry.clone(),
+            transport.clone(),
+            Some(writer.status.clone()),
+        )
+        .await?;
         Ok(Serve {
             plugins,
             transport,
@@ -188,82 +220,85 @@ pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Wr
     )
 }
 
-/// `/healthz` and `/metrics` of a writer running alone.
+/// `/healthz`, `/readyz` and `/metrics` of a writer running alone.
 pub struct WriterHttp {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-type SharedWriter = Arc<std::sync::Mutex<Option<Writer>>>;
+/// The writer and how long its threads may be silent before it is wedged.
+#[derive(Clone)]
+struct WriterView {
+    status: Arc<crate::writer::Status>,
+    bound: Duration,
+}
 
 impl WriterHttp {
-    pub async fn start(listen: SocketAddr, writer: SharedWriter) -> Result<Self> {
+    pub async fn start(config: &Config, status: Arc<crate::writer::Status>) -> Result<Self> {
         use axum::extract::State;
         use axum::http::StatusCode;
         use axum::routing::get;
 
-        async fn healthz(
-            State(w): State<SharedWriter>,
+        fn reply(
+            result: Result<(), String>,
+            w: &WriterView,
         ) -> (StatusCode, axum::Json<serde_json::Value>) {
-            let guard = w.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(w) = guard.as_ref() else {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    axum::Json(serde_json::json!({"status": "stopping"})),
-                );
-            };
-            let committed = w
-                .status
-                .committed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let lag = w
-                .status
-                .lag
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let stopped = w
-                .status
-                .stopped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let body = serde_json::json!({
-                "status": if w.is_running() { "ok" } else { "stopped" },
-                "committed": committed,
-                "lag": lag,
-                "stopped_partitions": stopped,
-            });
-            let code = if w.is_running() {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
+            let mut body = w.status.report();
+            let code = match result {
+                Ok(()) => {
+                    body["status"] = "ok".into();
+                    StatusCode::OK
+                }
+                Err(why) => {
+                    body["status"] = "unavailable".into();
+                    body["reason"] = why.into();
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             };
             (code, axum::Json(body))
+        }
+        async fn healthz(
+            State(w): State<WriterView>,
+        ) -> (StatusCode, axum::Json<serde_json::Value>) {
+            reply(w.status.liveness(w.bound), &w)
+        }
+        async fn readyz(
+            State(w): State<WriterView>,
+        ) -> (StatusCode, axum::Json<serde_json::Value>) {
+            reply(w.status.readiness(w.bound), &w)
         }
         async fn metrics_text() -> String {
             crate::writer::metrics::refresh_age();
             api::metrics::handle().render()
         }
 
-        let listener = tokio::net::TcpListener::bind(listen)
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let view = WriterView {
+            status,
+            bound: crate::writer::wedged_after(config.warehouse_timeout, config.plugin_wait),
+        };
         let app = axum::Router::new()
             .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
-            .with_state(writer);
+            .with_state(view);
         let (tx, rx) = oneshot::channel::<()>();
+        let limits = config.http_limits();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            api::server::serve(
+                listener,
+                app,
+                limits,
+                async {
                     let _ = rx.await;
-                })
-                .await
+                },
+                Duration::from_secs(5),
+            )
+            .await
         });
         tracing::info!("writer HTTP listening on http://{addr}");
         Ok(WriterHttp {
@@ -290,27 +325,46 @@ pub struct RunningApi {
 }
 
 impl RunningApi {
-    /// Serves the API on `config.listen` until [`RunningApi::stop`].
+    /// Serves the API on `config.listen` until [`RunningApi::stop`]; with
+    /// `writer` (`serve`), its health is the API's too.
     pub async fn start(
         config: &Config,
         registry: Arc<Registry>,
         transport: Arc<AnyTransport>,
+        writer: Option<Arc<crate::writer::Status>>,
     ) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let state = ApiState::new(registry, transport, config.max_body_bytes);
+        let bound = crate::writer::wedged_after(config.warehouse_timeout, config.plugin_wait);
+        let state = ApiState::new(
+            registry,
+            transport,
+            config.request_limits(),
+            writer.map(|w| (w, bound)),
+        );
         let (tx, rx) = oneshot::channel::<()>();
-        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service(
-            api::ApiService::new(state.clone()),
+        let service = api::ApiService::new(state.clone());
+        let limits = config.http_limits();
+        tracing::info!(
+            "HTTP limits: {} connections, head within {}, idle {}, body within {}",
+            limits.max_connections,
+            humantime::format_duration(limits.header_timeout),
+            humantime::format_duration(limits.idle_timeout),
+            humantime::format_duration(config.http_body_timeout)
         );
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+            api::server::serve(
+                listener,
+                service,
+                limits,
+                async {
                     let _ = rx.await;
-                })
-                .await
+                },
+                Duration::from_secs(20),
+            )
+            .await
         });
         tracing::info!("API listening on http://{addr}");
         Ok(RunningApi {

@@ -21,6 +21,11 @@ const PACKAGES: &[&str] = &[
     "fixture-sword_v2",
     "fixture-incompatible",
     "fixture-sword_v3_bad",
+    "fixture-hostile",
+    "fixture-reserved",
+    "fixture-wide",
+    "fixture-impostor",
+    "fixture-slow",
 ];
 
 fn main() {

@@ -1,16 +1,19 @@
 //! The HTTP event API (axum). Each loaded plugin's route (hot-reloaded),
-//! `POST /events/{event_type}`, `GET /healthz`, `GET /metrics` and
-//! `GET /plugins`. An event is validated by its plugin, wrapped in an
-//! [`envelope`] and published; the reply waits for the transport's
-//! acknowledgement, so every 2xx is durable. Bad input gets a 4xx with a
-//! JSON `{"error": ...}`; nothing that got a 4xx is published.
+//! `POST /events/{event_type}`, `GET /healthz` (liveness), `GET /readyz`
+//! (readiness), `GET /metrics` and `GET /plugins`. An event is validated by
+//! its plugin, wrapped in an [`envelope`] and published; the reply waits for
+//! the transport's acknowledgement, so every 2xx is durable. Bad input gets
+//! a 4xx with a JSON `{"error": ...}`; nothing that got a 4xx is published.
+//! Requests beyond the [`RequestLimits`] get a 4xx before any plugin runs;
+//! the [`server`] bounds connections and their timeouts.
 
 pub mod envelope;
 pub mod metrics;
 mod routes;
+pub mod server;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -28,11 +31,46 @@ pub use routes::RouteTable;
 /// `X-Event-Id`, on every 2xx reply.
 pub const EVENT_ID_HEADER: HeaderName = HeaderName::from_static("x-event-id");
 
+/// Bounds on one request, checked before any plugin runs (each answers
+/// with the JSON error body; hyper's own, higher, caps are in [`server`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest body, after decompression (413).
+    pub max_body_bytes: usize,
+    /// Largest request target (414).
+    pub max_uri_bytes: usize,
+    /// Largest sum of header names and values (431).
+    pub max_header_bytes: usize,
+    /// Largest value of a header the envelope keeps: Host, User-Agent,
+    /// Accept (431).
+    pub max_captured_header_bytes: usize,
+    /// Time a body may take to arrive (408).
+    pub body_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_body_bytes: 1 << 20,
+            max_uri_bytes: 8 << 10,
+            max_header_bytes: 64 << 10,
+            max_captured_header_bytes: 1 << 10,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What readiness and liveness depend on besides the API itself: the
+/// writer running in the same process (`serve`).
+pub type WriterHealth = Arc<crate::writer::Status>;
+
 /// What the handlers share.
 pub struct ApiState {
     pub registry: Arc<Registry>,
     pub transport: Arc<AnyTransport>,
-    pub max_body_bytes: usize,
+    pub limits: RequestLimits,
+    /// The writer of `serve`, and how long its threads may be silent.
+    pub writer: Option<(WriterHealth, Duration)>,
     routes: RouteTable,
     metrics: ::metrics_exporter_prometheus::PrometheusHandle,
     counters: metrics::ApiMetrics,
@@ -42,28 +80,109 @@ impl ApiState {
     pub fn new(
         registry: Arc<Registry>,
         transport: Arc<AnyTransport>,
-        max_body_bytes: usize,
+        limits: RequestLimits,
+        writer: Option<(WriterHealth, Duration)>,
     ) -> Arc<Self> {
         Arc::new(ApiState {
             registry,
             transport,
-            max_body_bytes,
+            limits,
+            writer,
             routes: RouteTable::default(),
             metrics: metrics::handle(),
             counters: metrics::ApiMetrics::default(),
         })
     }
+
+    /// The first limit `request` breaks, as its error reply.
+    fn over_limits(&self, request: &Request) -> Option<ApiError> {
+        let l = &self.limits;
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        if target > l.max_uri_bytes {
+            return Some(ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!(
+                    "the request target is {target} bytes; at most {} are accepted",
+                    l.max_uri_bytes
+                ),
+            ));
+        }
+        let headers = request.headers();
+        let mut total = 0usize;
+        for (name, value) in headers {
+            total += name.as_str().len() + value.len();
+        }
+        if total > l.max_header_bytes {
+            return Some(ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                format!(
+                    "the headers are {total} bytes; at most {} are accepted",
+                    l.max_header_bytes
+                ),
+            ));
+        }
+        for name in [header::HOST, header::USER_AGENT, header::ACCEPT] {
+            if let Some(v) = headers.get(&name)
+                && v.len() > l.max_captured_header_bytes
+            {
+                return Some(ApiError::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    format!(
+                        "header {name} is {} bytes; at most {} are accepted",
+                        v.len(),
+                        l.max_captured_header_bytes
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    /// Liveness: the API answers, and the writer of `serve` (if any) runs
+    /// with no thread stuck.
+    pub fn liveness(&self) -> Result<(), String> {
+        match &self.writer {
+            Some((status, bound)) => status.liveness(*bound),
+            None => Ok(()),
+        }
+    }
+
+    /// Readiness: alive, plugins loaded with none pending, the transport
+    /// writable, and the writer of `serve` committing.
+    pub fn readiness(&self) -> Result<(), String> {
+        self.liveness()?;
+        if !self.registry.settled() {
+            return Err("plugins are still loading".into());
+        }
+        if !self.transport.writable() {
+            return Err(format!(
+                "the {} transport is not writable",
+                self.transport.name()
+            ));
+        }
+        if let Some((status, bound)) = &self.writer {
+            status.readiness(*bound)?;
+        }
+        Ok(())
+    }
 }
 
 /// The fixed routes' exact paths; [`ApiService`] sends these, and every
 /// path under `/events/`, to [`router`].
-const FIXED_PATHS: [&str; 3] = ["/healthz", "/metrics", "/plugins"];
+const FIXED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/plugins"];
 
 /// The axum router of the fixed routes (plugin routes as its fallback).
 pub fn router(state: Arc<ApiState>) -> Router {
-    let [healthz_path, metrics_path, plugins_path] = FIXED_PATHS;
+    let [healthz_path, readyz_path, metrics_path, plugins_path] = FIXED_PATHS;
     Router::new()
         .route(healthz_path, get(healthz))
+        .route(readyz_path, get(readyz))
         .route(metrics_path, get(render_metrics))
         .route(plugins_path, get(list_plugins))
         .route("/events/{event_type}", post(post_event))
@@ -115,6 +234,12 @@ impl tower_service::Service<Request> for ApiService {
 
     fn call(&mut self, request: Request) -> Self::Future {
         use futures::FutureExt;
+        if let Some(e) = self.state.over_limits(&request) {
+            let state = self.state.clone();
+            return futures::future::Either::Right(
+                async move { Ok(finish(&state, "limits", Err(e))) }.boxed(),
+            );
+        }
         if Self::is_fixed(request.uri().path()) {
             futures::future::Either::Left(self.fixed.call(request))
         } else {
@@ -171,18 +296,34 @@ fn finish(state: &ApiState, route: &str, result: Result<Response, ApiError>) -> 
     response
 }
 
-async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
-    let ok = state.transport.healthy().await;
-    let (status, text) = if ok {
-        (StatusCode::OK, "ok\n".to_owned())
-    } else {
-        (
+/// `{"status": ...}` with 200, or 503 and the reason.
+fn health_reply(result: Result<(), String>, extra: Option<serde_json::Value>) -> Response {
+    let (code, mut body) = match result {
+        Ok(()) => (StatusCode::OK, serde_json::json!({"status": "ok"})),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{} transport is not writable\n", state.transport.name()),
-        )
+            serde_json::json!({"status": "unavailable", "reason": why}),
+        ),
     };
-    state.counters.request("/healthz", status.as_u16());
-    (status, text).into_response()
+    if let (Some(extra), Some(map)) = (extra, body.as_object_mut()) {
+        map.insert("writer".into(), extra);
+    }
+    (code, axum::Json(body)).into_response()
+}
+
+/// Liveness (a supervisor may restart on it).
+async fn healthz(State(state): State<Arc<ApiState>>) -> Response {
+    let reply = health_reply(state.liveness(), None);
+    state.counters.request("/healthz", reply.status().as_u16());
+    reply
+}
+
+/// Readiness (a load balancer routes on it).
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    let writer = state.writer.as_ref().map(|(s, _)| s.report());
+    let reply = health_reply(state.readiness(), writer);
+    state.counters.request("/readyz", reply.status().as_u16());
+    reply
 }
 
 async fn render_metrics(State(state): State<Arc<ApiState>>) -> Response {
@@ -217,7 +358,12 @@ async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
             event_type: &p.meta.event_type,
             table: &p.meta.table,
             route: p.meta.route.as_ref().map(|r| r.to_string()),
-            source: p.source.display().to_string(),
+            // The file's name only: the host's paths are not the caller's business.
+            source: p
+                .source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             loaded_at: humantime::format_rfc3339_millis(p.loaded_at).to_string(),
         })
         .collect();
@@ -250,7 +396,11 @@ async fn post_event(
                 "the body is not valid UTF-8",
             )
         })?;
-        let (event_id, _reply) = accept(&state, &plugin, plugin.validate(text), headers).await?;
+        let validated = plugin
+            .validate_gated(text, false)
+            .await
+            .ok_or_else(|| busy(&plugin))?;
+        let (event_id, _reply) = accept(&state, &plugin, validated, headers).await?;
         let mut body = String::with_capacity(52);
         body.push_str("{\"event_id\":\"");
         body.push_str(event_id.as_str());
@@ -281,7 +431,11 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             .fields()
             .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "validation", why))?;
         // Route parameters repeat: memoized (a body, with its ids, rarely does).
-        let validated = found.plugin.validate_memoized(&fields);
+        let validated = found
+            .plugin
+            .validate_gated(&fields, true)
+            .await
+            .ok_or_else(|| busy(&found.plugin))?;
         let (event_id, reply) = accept(&state, &found.plugin, validated, headers).await?;
         Ok(ok_response(&event_id, TEXT, reply))
     }
@@ -304,16 +458,38 @@ fn ok_response(event_id: &EventIdText, content_type: HeaderValue, body: String) 
     response
 }
 
+/// 503: too many requests wait for this plugin's `validate` already.
+fn busy(plugin: &LoadedPlugin) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "plugin_busy",
+        format!("plugin {} is busy; retry later", plugin.meta.name),
+    )
+}
+
 async fn read_body(state: &ApiState, body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than {} bytes", state.max_body_bytes),
-            )
-        })
+    let limits = &state.limits;
+    match tokio::time::timeout(
+        limits.body_timeout,
+        axum::body::to_bytes(body, limits.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {} bytes", limits.max_body_bytes),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {}",
+                humantime::format_duration(limits.body_timeout)
+            ),
+        )),
+    }
 }
 
 /// Takes the plugin's validation, builds the envelope, publishes and waits

@@ -28,11 +28,16 @@ pub const COMMON_COLUMNS: &[&str] = &[
     "dt",
 ];
 
-/// Table names the host keeps for itself.
+/// Table names the host keeps for itself (and every name starting with `_`
+/// or `.`, which query engines skip: the host's metadata lives there).
 pub const RESERVED_TABLES: &[&str] = &["rejected_events"];
+/// Most columns a plugin may declare.
+pub const MAX_COLUMNS: usize = 256;
+/// Longest column description.
+pub const MAX_DESCRIPTION_BYTES: usize = 1 << 10;
 
 /// Path prefixes the API keeps for itself.
-pub const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/metrics", "/plugins"];
+pub const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/readyz", "/metrics", "/plugins"];
 
 #[derive(Debug, Clone, Copy)]
 pub struct Contract {
@@ -167,19 +172,40 @@ impl PluginMeta {
     pub fn from_info(info: PluginInfo) -> Result<Self, LoadError> {
         let bad = |msg: String| LoadError::InvalidMeta(msg);
         check_ident("plugin name", &info.name, true)?;
+        if info.version.len() > 64 {
+            return Err(bad(format!(
+                "version of {} bytes (at most 64)",
+                info.version.len()
+            )));
+        }
         semver::Version::parse(&info.version)
             .map_err(|e| bad(format!("version {:?} is not semver: {e}", info.version)))?;
         check_ident("event type", &info.event_type, false)?;
         check_ident("table", &info.table, false)?;
-        if RESERVED_TABLES.contains(&info.table.as_str()) {
+        if RESERVED_TABLES.contains(&info.table.as_str())
+            || !info.table.starts_with(|c: char| c.is_ascii_lowercase())
+        {
             return Err(bad(format!(
-                "table {:?} is reserved for the host",
+                "table {:?} is reserved for the host (tables start with a letter)",
                 info.table
+            )));
+        }
+        if info.columns.len() > MAX_COLUMNS {
+            return Err(bad(format!(
+                "{} columns declared (at most {MAX_COLUMNS})",
+                info.columns.len()
             )));
         }
         let mut columns: Vec<ColumnSpec> = Vec::with_capacity(info.columns.len());
         for c in info.columns {
             check_ident("column", &c.name, false)?;
+            if c.description.len() > MAX_DESCRIPTION_BYTES {
+                return Err(bad(format!(
+                    "column {:?} has a description of {} bytes (at most {MAX_DESCRIPTION_BYTES})",
+                    c.name,
+                    c.description.len()
+                )));
+            }
             if COMMON_COLUMNS.contains(&c.name.as_str()) {
                 return Err(bad(format!(
                     "column {:?} is a common column the host fills",

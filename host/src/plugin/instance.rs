@@ -34,6 +34,33 @@ use super::sandbox::{HostState, Limiter, MemoryLimitExceeded};
 /// not yet resolved are rejected together (a plugin that faults on every
 /// event must not cost a deadline per event).
 pub const MAX_FAULTS_PER_BATCH: u32 = 64;
+/// Longest reply text a plugin may return from `validate`.
+pub const MAX_REPLY_BYTES: usize = 4 << 10;
+/// Longest fields object a plugin may return from `validate`.
+pub const MAX_FIELDS_BYTES: usize = 1 << 20;
+/// Rejection reasons are cut to this many bytes.
+pub const MAX_REASON_BYTES: usize = 1 << 10;
+/// Requests waiting for a busy plugin's `validate`, at most (beyond: 503).
+pub const MAX_WAITING: usize = 1024;
+
+/// Bounds how many API requests run a plugin's `validate` at once (one
+/// fewer than the cores, at least one), so that a slow plugin holds at most
+/// that many of the API's worker threads: health checks and other plugins'
+/// routes keep answering.
+pub struct Gate {
+    permits: tokio::sync::Semaphore,
+    waiting: AtomicU64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Gate {
+            permits: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)),
+            waiting: AtomicU64::new(0),
+        }
+    }
+}
 
 /// A batch of raw events in one buffer, the contract's batch shape: event
 /// `i` is `data[ends[i-1]..ends[i]]`. Passed to the plugin without copying.
@@ -153,6 +180,7 @@ pub struct LoadedPlugin {
     instances_created: AtomicU64,
     faults: AtomicU64,
     memo: ValidateMemo,
+    gate: Gate,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -212,6 +240,7 @@ impl LoadedPlugin {
             instances_created: AtomicU64::new(0),
             faults: AtomicU64::new(0),
             memo: ValidateMemo::default(),
+            gate: Gate::default(),
         };
         let mut instance = plugin
             .instantiate()
@@ -232,9 +261,7 @@ impl LoadedPlugin {
     }
 
     fn instantiate(&self) -> Result<Instance, Fault> {
-        let limiter = Limiter {
-            max_memory: self.runtime.limits().memory_bytes,
-        };
+        let limiter = Limiter::new(self.runtime.limits().memory_bytes);
         let mut store = Store::new(self.runtime.engine(), HostState { limiter });
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.runtime.deadline_ticks());
@@ -297,6 +324,33 @@ impl LoadedPlugin {
         self.validate_call(fields).0
     }
 
+    /// [`LoadedPlugin::validate`] (from the memo when `memoize` and it
+    /// knows `fields`) for the API: the Wasm call waits for the plugin's
+    /// [`Gate`]; `None` when too many requests wait for it already.
+    pub async fn validate_gated(&self, fields: &str, memoize: bool) -> Option<Validated> {
+        if memoize && let Some(known) = self.memo.get(fields) {
+            return Some(known);
+        }
+        let permit = match self.gate.permits.try_acquire() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.gate.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING as u64 {
+                    self.gate.waiting.fetch_sub(1, Ordering::Relaxed);
+                    return None;
+                }
+                let p = self.gate.permits.acquire().await;
+                self.gate.waiting.fetch_sub(1, Ordering::Relaxed);
+                p.ok()?
+            }
+        };
+        let (result, faulted) = self.validate_call(fields);
+        drop(permit);
+        if memoize && !faulted {
+            self.memo.put(fields, &result);
+        }
+        Some(result)
+    }
+
     /// The Wasm call of `validate`, and whether it faulted.
     fn validate_call(&self, fields: &str) -> (Validated, bool) {
         let result = self.checkout().and_then(|mut instance| {
@@ -313,7 +367,7 @@ impl LoadedPlugin {
             }
         });
         match result {
-            Ok(Ok(v)) => match check_fields_json(&v.fields) {
+            Ok(Ok(v)) => match check_validated(&v.fields, &v.reply) {
                 Ok(()) => (
                     Validated::Accepted {
                         fields: v.fields,
@@ -323,7 +377,7 @@ impl LoadedPlugin {
                 ),
                 Err(why) => (self.fault(Fault::new(why)).into_rejection(), true),
             },
-            Ok(Err(reason)) => (Validated::Rejected(reason), false),
+            Ok(Err(reason)) => (Validated::Rejected(cut(reason)), false),
             Err(fault) => (self.fault(fault).into_rejection(), true),
         }
     }
@@ -471,12 +525,25 @@ impl Fault {
     }
 }
 
+/// A plugin's text cut to [`MAX_REASON_BYTES`] (at a character boundary).
+fn cut(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut at = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(at) {
+            at -= 1;
+        }
+        reason.truncate(at);
+        reason.push('…');
+    }
+    reason
+}
+
 fn plugin_rejections(rejected: Vec<super::bindings::Rejection>) -> Vec<Rejected> {
     let mut out: Vec<Rejected> = rejected
         .into_iter()
         .map(|r| Rejected {
             index: r.index,
-            reason: r.reason,
+            reason: cut(r.reason),
             stage: RejectStage::Plugin,
         })
         .collect();
@@ -564,6 +631,13 @@ fn check_result(meta: &PluginMeta, events: usize, r: &BatchResult) -> Result<(),
             ));
         }
     }
+    if r.rejected.len() > 1 {
+        let mut seen: Vec<u32> = r.rejected.iter().map(|x| x.index).collect();
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err("an event is rejected twice".into());
+        }
+    }
     if r.columns.len() != meta.columns.len() {
         return Err(format!(
             "{} columns returned, {} declared",
@@ -628,13 +702,52 @@ fn check_text(t: &TextValues) -> Result<(), String> {
     Ok(())
 }
 
-fn check_fields_json(fields: &str) -> Result<(), String> {
+/// What `validate` returned, checked before it is published: a JSON object
+/// of bounded size whose keys are none of the host's (the envelope's), and
+/// a bounded reply.
+fn check_validated(fields: &str, reply: &str) -> Result<(), String> {
     use serde::Deserializer as _;
-    // A JSON object, checked without building it.
+    if reply.len() > MAX_REPLY_BYTES {
+        return Err(format!(
+            "validate() returned a reply of {} bytes (at most {MAX_REPLY_BYTES})",
+            reply.len()
+        ));
+    }
+    if fields.len() > MAX_FIELDS_BYTES {
+        return Err(format!(
+            "validate() returned {} bytes of fields (at most {MAX_FIELDS_BYTES})",
+            fields.len()
+        ));
+    }
+    /// Visits the object's keys without building it.
+    struct Keys;
+    impl<'de> serde::de::Visitor<'de> for Keys {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut reserved = None;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if reserved.is_none() && super::contract::COMMON_COLUMNS.contains(&key.as_ref()) {
+                    reserved = Some(key.into_owned());
+                }
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+            Ok(reserved)
+        }
+    }
     let mut de = serde_json::Deserializer::from_str(fields);
-    de.deserialize_map(serde::de::IgnoredAny)
-        .and_then(|_| de.end())
-        .map_err(|_| "validate() returned fields that are not a JSON object".to_owned())
+    match de.deserialize_map(Keys).and_then(|r| de.end().map(|()| r)) {
+        Ok(None) => Ok(()),
+        Ok(Some(key)) => Err(format!(
+            "validate() returned field {key:?}, a name the host fills itself"
+        )),
+        Err(_) => Err("validate() returned fields that are not a JSON object".to_owned()),
+    }
 }
 
 /// Appends a sub-batch result (indices relative to `offset`) to `out`.

@@ -21,6 +21,9 @@ use super::Validated;
 pub const SLOTS: usize = 512;
 /// Longer inputs are not memoized.
 pub const MAX_INPUT: usize = 256;
+/// Results with longer text (fields and reply, or the reason) are not
+/// memoized: the memo holds at most `SLOTS * (MAX_INPUT + MAX_OUTPUT)` bytes.
+pub const MAX_OUTPUT: usize = 4 << 10;
 
 pub struct ValidateMemo {
     /// Randomly keyed: crafted inputs cannot aim at one slot.
@@ -56,7 +59,11 @@ impl ValidateMemo {
 
     /// Remembers `result` for `input` (replacing the slot's previous input).
     pub fn put(&self, input: &str, result: &Validated) {
-        if input.len() > MAX_INPUT {
+        let output = match result {
+            Validated::Accepted { fields, reply } => fields.len() + reply.len(),
+            Validated::Rejected(reason) => reason.len(),
+        };
+        if input.len() > MAX_INPUT || output > MAX_OUTPUT {
             return;
         }
         *self.slot(input).lock().unwrap_or_else(|p| p.into_inner()) =

@@ -119,7 +119,8 @@ pub struct Registry {
     /// last changed (the writer waits for a missing plugin only while the
     /// set is settling).
     pending: std::sync::atomic::AtomicBool,
-    last_change: Mutex<std::time::Instant>,
+    /// When the loaded set last changed after it first settled.
+    last_change: Mutex<Option<std::time::Instant>>,
     files: Mutex<BTreeMap<PathBuf, FileState>>,
     /// Last loaded columns of each table.
     tables: Mutex<HashMap<String, Vec<ColumnSpec>>>,
@@ -136,7 +137,7 @@ impl Registry {
             dir: dir.into(),
             settled: std::sync::atomic::AtomicBool::new(false),
             pending: std::sync::atomic::AtomicBool::new(false),
-            last_change: Mutex::new(std::time::Instant::now()),
+            last_change: Mutex::new(None),
             files: Mutex::new(BTreeMap::new()),
             tables: Mutex::new(HashMap::new()),
             guard: RwLock::new(None),
@@ -180,8 +181,7 @@ impl Registry {
                 .last_change
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .elapsed()
-                < window
+                .is_some_and(|t| t.elapsed() < window)
     }
 
     /// The plugin owning `event_type` now.
@@ -350,12 +350,14 @@ impl Registry {
         for change in &report.changes {
             log_change(change);
         }
-        if report
-            .changes
-            .iter()
-            .any(|c| !matches!(c, Change::Refused { .. }))
+        if self.settled()
+            && report
+                .changes
+                .iter()
+                .any(|c| !matches!(c, Change::Refused { .. }))
         {
-            *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+            *self.last_change.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(std::time::Instant::now());
         }
         self.pending
             .store(report.pending, std::sync::atomic::Ordering::SeqCst);

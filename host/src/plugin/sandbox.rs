@@ -42,12 +42,44 @@ pub struct HostState {
     pub(crate) limiter: Limiter,
 }
 
+/// Counts every linear memory and table of an instance against one cap.
 pub(crate) struct Limiter {
     pub(crate) max_memory: usize,
+    /// Bytes of all memories and tables so far.
+    pub(crate) used: usize,
+}
+
+impl Limiter {
+    pub(crate) fn new(max_memory: usize) -> Self {
+        Limiter {
+            max_memory,
+            used: 0,
+        }
+    }
+
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.max_memory {
+            return Err(MemoryLimitExceeded {
+                current: self.used,
+                requested: total,
+                max: self.max_memory,
+            }
+            .into());
+        }
+        self.used = total;
+        Ok(true)
+    }
 }
 
 /// At most this many table elements (function references) per instance.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// What one table element is counted as against the memory cap.
+const TABLE_ELEMENT_BYTES: usize = 16;
+/// Core instances, memories and tables of a component instance, at most.
+const MAX_INSTANCES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+const MAX_TABLES: usize = 64;
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
@@ -56,23 +88,30 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            return Err(MemoryLimitExceeded {
-                current,
-                requested: desired,
-                max: self.max_memory,
-            }
-            .into());
-        }
-        Ok(true)
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.grow(current * TABLE_ELEMENT_BYTES, desired * TABLE_ELEMENT_BYTES)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }

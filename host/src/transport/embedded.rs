@@ -297,7 +297,7 @@ impl Transport for Arc<EmbeddedLog> {
         })
     }
 
-    async fn healthy(&self) -> bool {
+    fn writable(&self) -> bool {
         self.failure().is_none()
     }
 

@@ -5,6 +5,8 @@
 //! after [`KafkaConfig::ack_timeout`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -83,6 +85,16 @@ pub struct KafkaTransport {
     producer: FutureProducer,
     topic: String,
     ack_timeout: Duration,
+    /// Whether the last metadata request (every 2 s, on a thread of its
+    /// own) reached a broker; set to false by a failed delivery too.
+    reachable: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for KafkaTransport {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl KafkaTransport {
@@ -118,10 +130,34 @@ impl KafkaTransport {
             forbidden_producer_option,
         )?;
         let producer: FutureProducer = client.create()?;
+        let reachable = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let (producer, reachable, stop) = (producer.clone(), reachable.clone(), stop.clone());
+            let _ = std::thread::Builder::new()
+                .name("kafka-health".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let up = producer
+                            .client()
+                            .fetch_metadata(None, Timeout::After(Duration::from_secs(2)))
+                            .is_ok_and(|m| !m.brokers().is_empty());
+                        reachable.store(up, Ordering::Relaxed);
+                        for _ in 0..20 {
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                });
+        }
         Ok(KafkaTransport {
             producer,
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
+            reachable,
+            stop,
         })
     }
 
@@ -142,7 +178,10 @@ impl Transport for KafkaTransport {
         // already in flight to a broker that died (the idempotent producer
         // waits for that request's socket timeout, up to a minute).
         match tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), delivery).await {
-            Err(_) => Err(PublishError::Timeout(self.ack_timeout)),
+            Err(_) => {
+                self.reachable.store(false, Ordering::Relaxed);
+                Err(PublishError::Timeout(self.ack_timeout))
+            }
             Ok(Err(_canceled)) => Err(PublishError::Failed("the producer was dropped".into())),
             Ok(Ok(Err((e, _)))) => Err(classify(e, payload.len(), self.ack_timeout)),
             Ok(Ok(Ok(delivery))) => Ok(Position {
@@ -152,16 +191,8 @@ impl Transport for KafkaTransport {
         }
     }
 
-    async fn healthy(&self) -> bool {
-        let producer = self.producer.clone();
-        tokio::task::spawn_blocking(move || {
-            producer
-                .client()
-                .fetch_metadata(None, Timeout::After(Duration::from_secs(2)))
-                .is_ok_and(|m| !m.brokers().is_empty())
-        })
-        .await
-        .unwrap_or(false)
+    fn writable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
     }
 
     async fn flush(&self, timeout: Duration) {

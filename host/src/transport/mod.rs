@@ -2,7 +2,7 @@
 //!
 //! - [`kafka`]: an idempotent rdkafka producer (`acks=all`); a publish
 //!   resolves when the broker has acknowledged the record.
-//! - [`embedded`]: a durable, ordered log in the data directory (redb) with
+//! - [`embedded`]: a durable, ordered log in the data directory (fjall) with
 //!   group commit; a publish resolves when the commit covering it is on disk.
 //!
 //! Either way, the API replies 2xx only once [`Transport::publish`] resolved
@@ -45,8 +45,9 @@ pub trait Transport: Send + Sync + 'static {
         payload: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<Position, PublishError>> + Send;
 
-    /// Whether records can be published right now (for `/healthz`).
-    fn healthy(&self) -> impl std::future::Future<Output = bool> + Send;
+    /// Whether records can be published right now, from what the transport
+    /// already knows (for `/readyz`; no blocking request per call).
+    fn writable(&self) -> bool;
 
     /// Waits (bounded) until everything published so far is acknowledged.
     fn flush(&self, timeout: Duration) -> impl std::future::Future<Output = ()> + Send;
@@ -69,10 +70,10 @@ impl Transport for AnyTransport {
         }
     }
 
-    async fn healthy(&self) -> bool {
+    fn writable(&self) -> bool {
         match self {
-            AnyTransport::Kafka(k) => k.healthy().await,
-            AnyTransport::Embedded(e) => e.healthy().await,
+            AnyTransport::Kafka(k) => k.writable(),
+            AnyTransport::Embedded(e) => e.writable(),
         }
     }
 

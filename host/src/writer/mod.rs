@@ -131,7 +131,7 @@ pub fn now_ms() -> u64 {
 pub fn wedged_after(warehouse_timeout: Duration, plugin_wait: Duration) -> Duration {
     (warehouse_timeout * 6)
         .max(plugin_wait * 2)
-        .max(Duration::from_secs(60))
+        .max(Duration::from_secs(20))
 }
 
 impl Beats {

@@ -14,6 +14,11 @@
 //!   it adds; an incompatible version's events go to `rejected_events`.
 //! - [`Schemas::check`] (the API and `serve` at plugin load): the same check,
 //!   read-only.
+//!
+//! Which plugin owns an event type, and which table it writes, is kept too
+//! (`_eventsift/owners/<event type>.json`, published once): another plugin
+//! claiming the type later (a file whose name sorts first after a restart,
+//! say) is refused, by [`Schemas::check_owner`] at load and by `admit`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,10 +64,25 @@ pub struct Schemas {
     wh: Arc<Warehouse>,
     /// Latest version read per table.
     cache: Mutex<HashMap<String, TableSchema>>,
+    /// Owners read, by event type (they never change).
+    owners: Mutex<HashMap<String, Owner>>,
 }
 
 fn dir(table: &str) -> String {
     format!("{META_DIR}/schemas/{table}")
+}
+
+fn owner_path(event_type: &str) -> String {
+    format!("{META_DIR}/owners/{event_type}.json")
+}
+
+/// Who owns an event type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub event_type: String,
+    pub plugin: String,
+    pub table: String,
+    pub since: String,
 }
 
 impl Schemas {
@@ -70,7 +90,85 @@ impl Schemas {
         Schemas {
             wh,
             cache: Mutex::new(HashMap::new()),
+            owners: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn owner(&self, event_type: &str) -> Result<Option<Owner>, SchemaError> {
+        if let Some(o) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event_type)
+        {
+            return Ok(Some(o.clone()));
+        }
+        let path = owner_path(event_type);
+        let Some(bytes) = self.wh.read_opt(&path)? else {
+            return Ok(None);
+        };
+        let owner: Owner = serde_json::from_slice(&bytes).map_err(|e| SchemaError::Bad {
+            path,
+            message: e.to_string(),
+        })?;
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event_type.to_owned(), owner.clone());
+        Ok(Some(owner))
+    }
+
+    /// Whether `meta`'s plugin is the one that owns its event type (and
+    /// writes the table it names), when the warehouse knows an owner.
+    pub fn check_owner(&self, meta: &PluginMeta) -> Result<(), SchemaError> {
+        match self.owner(&meta.event_type)? {
+            Some(o) if o.plugin != meta.name || o.table != meta.table => {
+                Err(SchemaError::Incompatible(format!(
+                    "event type {:?} belongs to plugin {} (table {}) since {}; {} {} (table {}) \
+                     may not take it over",
+                    meta.event_type,
+                    o.plugin,
+                    o.table,
+                    o.since,
+                    meta.name,
+                    meta.version,
+                    meta.table
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records `meta`'s plugin as its event type's owner if it has none.
+    fn claim(&self, meta: &PluginMeta) -> Result<(), SchemaError> {
+        if self.owner(&meta.event_type)?.is_some() {
+            return self.check_owner(meta);
+        }
+        let owner = Owner {
+            event_type: meta.event_type.clone(),
+            plugin: meta.name.clone(),
+            table: meta.table.clone(),
+            since: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        let path = owner_path(&meta.event_type);
+        let tmp = format!("{path}.{}", uuid::Uuid::now_v7().simple());
+        let tmp = match tmp.rsplit_once('/') {
+            Some((d, n)) => format!("{d}/.{n}"),
+            None => tmp,
+        };
+        self.wh.write(
+            &tmp,
+            Bytes::from(serde_json::to_vec_pretty(&owner).expect("serializes")),
+        )?;
+        let published = self.wh.publish(&tmp, &path);
+        let _ = self.wh.remove(&tmp);
+        published?;
+        // Ours or a concurrent writer's: either way, check against it.
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&meta.event_type);
+        self.check_owner(meta)
     }
 
     /// The newest version of `table`'s schema, if it has one.
@@ -109,6 +207,7 @@ impl Schemas {
     /// Whether `meta` may write its table, given the table's history
     /// (read-only).
     pub fn check(&self, meta: &PluginMeta) -> Result<(), SchemaError> {
+        self.check_owner(meta)?;
         match self.latest(&meta.table)? {
             Some(s) => compatible(&s, meta).map(|_| ()),
             None => Ok(()),
@@ -118,6 +217,7 @@ impl Schemas {
     /// Checks `meta` against its table's schema and records the columns it
     /// adds (publishing a new version).
     pub fn admit(&self, meta: &PluginMeta) -> Result<(), SchemaError> {
+        self.claim(meta)?;
         loop {
             let current = self.latest(&meta.table)?;
             let (version, columns) = match &current {

@@ -308,6 +308,10 @@ impl Sink {
             self.parts.remove(&partition);
             return;
         }
+        if crate::faults::fires("sink_stall") {
+            tracing::warn!("failpoint sink_stall: the sink stops in one call");
+            std::thread::sleep(Duration::from_secs(3600));
+        }
         let t0 = Instant::now();
         let (start, end, epoch) = (part.start, part.next, part.epoch);
         let mut pending = Vec::with_capacity(part.files.len());

@@ -64,7 +64,12 @@ pub fn run_to_exit(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> (E
 
 /// `eventsift <args>` with its log on a pipe, `env` set after the defaults.
 fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_eventsift"));
+    program(env!("CARGO_BIN_EXE_eventsift"), args, env)
+}
+
+/// `program <args>` as [`command`] sets it up.
+fn program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .env("EVENTSIFT_LOG", "info")
         .env_remove("EVENTSIFT_FAILPOINT")
@@ -79,7 +84,17 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
 impl Proc {
     /// Starts `eventsift <args>` and waits for its HTTP server.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut child = command(args, env).spawn().unwrap();
+        Self::spawned(command(args, env), &format!("{args:?}"))
+    }
+
+    /// Starts `sh -c <script>` (which execs eventsift, under limits the
+    /// script sets) and waits for its HTTP server.
+    pub fn start_sh(script: &str, env: &[(&str, &str)]) -> Proc {
+        Self::spawned(program("sh", &["-c", script], env), script)
+    }
+
+    fn spawned(mut cmd: Command, what: &str) -> Proc {
+        let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -97,7 +112,7 @@ impl Proc {
         let base = match rx.recv_timeout(Duration::from_secs(90)) {
             Ok(base) => base,
             Err(_) => panic!(
-                "eventsift {args:?} did not start within 90 s:\n{}",
+                "eventsift {what} did not start within 90 s:\n{}",
                 log.lock().unwrap().join("\n")
             ),
         };
