@@ -2,15 +2,15 @@
 //!
 //! - `plugins`: builds every bundled plugin (`plugins/<name>`) for
 //!   wasm32-wasip2 into `target/plugins/<name>.wasm`.
-//! - `test`: builds the plugins and the tests, starts Kafka and MiniDFS,
+//! - `test`: builds the plugins and the tests, starts Kafka, MiniDFS and Trino,
 //!   runs `cargo test --workspace` against them and stops them, even when
 //!   tests fail.
 //! - `chaos [--seed N] [--events N] [--rounds N]`: the seeded chaos run
 //!   (`tests/chaos`): a private Kafka and MiniDFS, one api and three
 //!   writers, faults from the seed; prints its table, fails if a promise
 //!   broke.
-//! - `kafka start|stop|status`, `hdfs start|stop|status`: the real services
-//!   (see [`services`]).
+//! - `kafka|hdfs|trino start|stop|status`: the real services (see
+//!   [`services`]).
 
 use eventsift_services as services;
 #[path = "../../tests/artifacts/wasm_build.rs"]
@@ -28,7 +28,7 @@ fn main() -> Result<()> {
         Some("plugins") => plugins(&root).map(|_| ()),
         Some("test") => test(&root, &args[1..]),
         Some("chaos") => chaos(&root, &args[1..]),
-        Some(name @ ("kafka" | "hdfs")) => {
+        Some(name @ ("kafka" | "hdfs" | "trino")) => {
             let service = services::Service::parse(name).unwrap();
             match args.get(1).map(String::as_str) {
                 Some("start") => services::start(&root, service),
@@ -110,12 +110,17 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
         bail!("building the tests failed");
     }
     let python = services::python_env()?;
-    let services = [services::Service::Kafka, services::Service::Hdfs];
+    let services = [
+        services::Service::Kafka,
+        services::Service::Hdfs,
+        services::Service::Trino,
+    ];
     let started = services.iter().try_for_each(|s| services::start(root, *s));
     let result = started.and_then(|()| {
         let status = cargo_test(root, &[], extra)
             .env("EVENTSIFT_TEST_KAFKA", services::KAFKA_BOOTSTRAP)
             .env("EVENTSIFT_TEST_HDFS", services::HDFS_URL)
+            .env("EVENTSIFT_TEST_TRINO", services::TRINO_URL)
             .env("EVENTSIFT_TEST_PYTHON", &python)
             .status()
             .context("running cargo test")?;

@@ -1,5 +1,20 @@
 //! `eventsift ddl`: statements registering the warehouse's tables in other
-//! engines as external, partitioned Parquet tables at their real location.
+//! engines as external, partitioned Parquet tables at their real location,
+//! so that they read the warehouse as printed, and see new `dt=`
+//! partitions without anyone re-running a repair:
+//!
+//! - Trino (Hive connector): partition projection on `dt` (a date from the
+//!   warehouse's first day to `NOW`), with the catalog properties the
+//!   header lists; local warehouses are `local://` locations (Trino's native
+//!   local file system; `file://` lists nothing there);
+//! - Spark SQL: data-source tables whose partitions the catalog does not
+//!   track (`spark.sql.hive.manageFilesourcePartitions=false` when they are
+//!   created), so every query lists the folders;
+//! - Hive: external tables with `discover.partitions`, which a Hive 4
+//!   metastore's partition management task honours (every
+//!   `metastore.partition.management.task.frequency`, 5 minutes by default);
+//!   older metastores need the `MSCK REPAIR TABLE` printed after each table;
+//! - DuckDB: views over `read_parquet` (every query lists the files).
 
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 
@@ -47,6 +62,20 @@ fn quote(name: &str, dialect: Dialect) -> String {
     }
 }
 
+/// What the Trino catalog must set, stated at the top of its DDL.
+const TRINO_HEADER: &str = "\
+-- The catalog `hive` needs (etc/catalog/hive.properties):
+--   connector.name=hive
+--   hive.timestamp-precision=MICROSECONDS   (timestamps are microseconds)
+--   hive.partition-projection-enabled=true  (dt is projected: new days appear by themselves,
+--   hive.ignore-absent-partitions=true       from the first day below to today)
+--   fs.native-local.enabled=true, local.location=/   (local warehouses: local:// paths)
+--   fs.hadoop.enabled=true                  (HDFS warehouses)
+-- and a metastore (hive.metastore=file or thrift). Data older than a table's first
+-- projected day (a backfill) needs this DDL printed again.
+CREATE SCHEMA IF NOT EXISTS hive.default;
+";
+
 /// The statements for `tables` (sorted by name) in `dialect`.
 pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String, QueryError> {
     if dialect == Dialect::Duckdb && !root.starts_with("file://") {
@@ -64,9 +93,26 @@ pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String,
             Dialect::Duckdb => "DuckDB",
         }
     ));
+    match dialect {
+        Dialect::Trino => out.push_str(TRINO_HEADER),
+        Dialect::Hive => out.push_str(
+            "-- New dt= partitions: a Hive 4 metastore discovers them ('discover.partitions');\n\
+             -- with an older one, run the MSCK REPAIR TABLE statements again.\n",
+        ),
+        Dialect::Spark => out.push_str(
+            "-- The catalog does not track these tables' partitions: every query sees new dt= folders.\n\
+             SET spark.sql.hive.manageFilesourcePartitions=false;\n",
+        ),
+        Dialect::Duckdb => {}
+    }
     for t in tables {
         let name = quote(&t.name, dialect);
         let location = t.location.trim_end_matches('/');
+        // Trino's native local file system names paths `local://`.
+        let trino_location = match location.strip_prefix("file://") {
+            Some(path) => format!("local://{path}"),
+            None => location.to_owned(),
+        };
         let columns: Vec<String> = t
             .schema
             .fields()
@@ -83,21 +129,21 @@ pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String,
         match dialect {
             Dialect::Hive => {
                 out.push_str(&format!(
-                    "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\nPARTITIONED BY (`dt` STRING)\nSTORED AS PARQUET\nLOCATION '{location}';\nMSCK REPAIR TABLE {name};\n",
+                    "CREATE EXTERNAL TABLE IF NOT EXISTS {name} (\n{}\n)\nPARTITIONED BY (`dt` STRING)\nSTORED AS PARQUET\nLOCATION '{location}'\nTBLPROPERTIES ('discover.partitions' = 'true');\nMSCK REPAIR TABLE {name};\n",
                     columns.join(",\n")
                 ));
             }
             Dialect::Spark => {
                 out.push_str(&format!(
-                    "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  `dt` STRING\n)\nUSING parquet\nOPTIONS ('mergeSchema' 'true')\nPARTITIONED BY (`dt`)\nLOCATION '{location}';\nMSCK REPAIR TABLE {name};\n",
+                    "CREATE TABLE IF NOT EXISTS {name} (\n{},\n  `dt` STRING\n)\nUSING parquet\nOPTIONS ('mergeSchema' 'true')\nPARTITIONED BY (`dt`)\nLOCATION '{location}';\n",
                     columns.join(",\n")
                 ));
             }
             Dialect::Trino => {
+                let first_day = t.partitions.iter().next().map_or("2020-01-01", String::as_str);
                 out.push_str(&format!(
-                    "CREATE TABLE IF NOT EXISTS hive.default.{name} (\n{},\n  \"dt\" varchar\n)\nWITH (\n  external_location = '{location}',\n  format = 'PARQUET',\n  partitioned_by = ARRAY['dt']\n);\nCALL hive.system.sync_partition_metadata('default', '{}', 'FULL');\n",
+                    "CREATE TABLE IF NOT EXISTS hive.default.{name} (\n{},\n  \"dt\" varchar WITH (\n    partition_projection_type = 'DATE',\n    partition_projection_format = 'yyyy-MM-dd',\n    partition_projection_range = ARRAY['{first_day}', 'NOW']\n  )\n)\nWITH (\n  external_location = '{trino_location}',\n  format = 'PARQUET',\n  partitioned_by = ARRAY['dt'],\n  partition_projection_enabled = true,\n  partition_projection_location_template = '{trino_location}/dt=${{dt}}'\n);\n",
                     columns.join(",\n"),
-                    t.name
                 ));
             }
             Dialect::Duckdb => {

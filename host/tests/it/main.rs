@@ -10,6 +10,7 @@ mod limits;
 mod outages;
 mod plugins;
 mod query;
+mod readers;
 mod services;
 mod support;
 mod writer;

@@ -178,7 +178,17 @@ fn tables_and_ddl_golden_files_and_duckdb_and_spark_agree_with_query() {
     for dialect in ["hive", "trino", "spark", "duckdb"] {
         let (code, out, err) = eventsift(&["ddl", "--warehouse", w, "--dialect", dialect]);
         assert_eq!(code, 0, "{err}");
-        let generic = out.replace(canonical, "<WAREHOUSE>");
+        let today = {
+            use eventsift::writer::table::{date_string, day_of};
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64;
+            date_string(day_of(micros))
+        };
+        let generic = out
+            .replace(canonical, "<WAREHOUSE>")
+            .replace(&today, "<TODAY>");
         let golden = golden_dir.join(format!("ddl-{dialect}.sql"));
         if std::env::var_os("EVENTSIFT_BLESS").is_some() {
             std::fs::write(&golden, &generic).unwrap();

@@ -4,7 +4,11 @@
 //! - `kafka`: a single-node Apache Kafka broker (KRaft) on 127.0.0.1:9092,
 //!   controller on 127.0.0.1:9093, topic `events` with 4 partitions;
 //! - `hdfs`: Hadoop's MiniDFSCluster (one namenode, one datanode), namenode
-//!   on hdfs://127.0.0.1:9000.
+//!   on hdfs://127.0.0.1:9000;
+//! - `trino`: a Trino 476 coordinator (Java 25) on http://127.0.0.1:8086 with
+//!   only the Hive and Delta Lake plugins, and catalogs `hive` and `delta`
+//!   configured as `eventsift ddl --dialect trino` says (a file metastore,
+//!   local and HDFS file systems).
 //!
 //! `start` is idempotent (a running service is left alone) and recovers from
 //! a killed run (a stale process is killed and its state wiped). State and
@@ -26,15 +30,23 @@ use anyhow::{Context, Result, bail};
 
 pub const KAFKA_BOOTSTRAP: &str = "127.0.0.1:9092";
 pub const HDFS_URL: &str = "hdfs://127.0.0.1:9000";
+pub const TRINO_URL: &str = "http://127.0.0.1:8086";
 
 const KAFKA_PORT: u16 = 9092;
 const KAFKA_CONTROLLER_PORT: u16 = 9093;
 const HDFS_PORT: u16 = 9000;
+const TRINO_PORT: u16 = 8086;
+/// The JDK Trino needs (24 or newer).
+const TRINO_JAVA_HOME: &str = "/usr/lib/jvm/temurin-25-jdk-amd64";
+const TRINO_VERSION: &str = "476";
+/// Plugins kept from the server tarball: the fewer, the faster it starts.
+const TRINO_PLUGINS: &[&str] = &["hive", "delta-lake"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Service {
     Kafka,
     Hdfs,
+    Trino,
 }
 
 impl Service {
@@ -42,6 +54,7 @@ impl Service {
         match name {
             "kafka" => Some(Service::Kafka),
             "hdfs" => Some(Service::Hdfs),
+            "trino" => Some(Service::Trino),
             _ => None,
         }
     }
@@ -50,6 +63,7 @@ impl Service {
         match self {
             Service::Kafka => "kafka",
             Service::Hdfs => "hdfs",
+            Service::Trino => "trino",
         }
     }
 
@@ -58,6 +72,7 @@ impl Service {
         match self {
             Service::Kafka => "kafka.Kafka",
             Service::Hdfs => "MiniHdfs",
+            Service::Trino => "io.trino.server.TrinoServer",
         }
     }
 
@@ -65,6 +80,7 @@ impl Service {
         match self {
             Service::Kafka => &[KAFKA_PORT, KAFKA_CONTROLLER_PORT],
             Service::Hdfs => &[HDFS_PORT],
+            Service::Trino => &[TRINO_PORT],
         }
     }
 
@@ -72,6 +88,7 @@ impl Service {
         match self {
             Service::Kafka => KAFKA_PORT,
             Service::Hdfs => HDFS_PORT,
+            Service::Trino => TRINO_PORT,
         }
     }
 }
@@ -207,6 +224,7 @@ pub fn start(root: &Path, service: Service) -> Result<()> {
     match service {
         Service::Kafka => start_kafka(&paths)?,
         Service::Hdfs => start_hdfs(&paths)?,
+        Service::Trino => start_trino(&paths)?,
     }
     println!(
         "{} ready in {:.1} s; log: {}",
@@ -294,6 +312,216 @@ fn stop_quietly(paths: &Paths, service: Service) {
 fn port_open(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// Fetches Trino's server tarball once and unpacks it into the cache,
+/// keeping only [`TRINO_PLUGINS`]; returns the server's folder.
+fn fetch_trino(paths: &Paths) -> Result<PathBuf> {
+    let server = paths.libs.join(format!("trino-server-{TRINO_VERSION}"));
+    let done = server.join(".unpacked");
+    if done.exists() {
+        return Ok(server);
+    }
+    fetch(paths)?;
+    let tarball = paths
+        .libs
+        .join(format!("trino-server-{TRINO_VERSION}.tar.gz"));
+    println!("unpacking {}", tarball.display());
+    let _ = fs::remove_dir_all(&server);
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&paths.libs)
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("unpacking {} failed", tarball.display());
+    }
+    for e in fs::read_dir(server.join("plugin"))? {
+        let e = e?;
+        if !TRINO_PLUGINS.contains(&e.file_name().to_string_lossy().as_ref()) {
+            fs::remove_dir_all(e.path())?;
+        }
+    }
+    // The tarball is not needed any more (820 MB).
+    let _ = fs::remove_file(&tarball);
+    fs::write(done, "")?;
+    Ok(server)
+}
+
+/// Writes Trino's configuration: one coordinator that also works, and the
+/// catalogs `hive` and `delta` as the generated DDL expects them.
+fn trino_etc(paths: &Paths, port: u16) -> Result<PathBuf> {
+    let etc = paths.state.join("etc");
+    let catalog = etc.join("catalog");
+    fs::create_dir_all(&catalog)?;
+    let data = paths.state.join("data");
+    let metastore = paths.state.join("metastore");
+    fs::create_dir_all(&metastore)?;
+    fs::write(
+        etc.join("node.properties"),
+        format!(
+            "node.environment=eventsift\nnode.id=eventsift-test\nnode.data-dir={}\n",
+            data.display()
+        ),
+    )?;
+    fs::write(
+        etc.join("jvm.config"),
+        "-server\n-Xmx2G\n-XX:+UseG1GC\n-XX:+ExitOnOutOfMemoryError\n-XX:TieredStopAtLevel=1\n\
+         -Djdk.attach.allowAttachSelf=true\n-Dfile.encoding=UTF-8\n",
+    )?;
+    fs::write(
+        etc.join("config.properties"),
+        format!(
+            "coordinator=true\nnode-scheduler.include-coordinator=true\n\
+             http-server.http.port={port}\ndiscovery.uri=http://127.0.0.1:{port}\n\
+             query.max-memory=1GB\nquery.max-memory-per-node=1GB\n"
+        ),
+    )?;
+    fs::write(etc.join("log.properties"), "io.trino=WARN\n")?;
+    let file_systems = "fs.native-local.enabled=true\nlocal.location=/\nfs.hadoop.enabled=true\n";
+    fs::write(
+        catalog.join("hive.properties"),
+        format!(
+            "connector.name=hive\nhive.metastore=file\nhive.metastore.catalog.dir=local://{}\n\
+             {file_systems}{}",
+            metastore.join("hive").display(),
+            TRINO_HIVE_CATALOG_PROPERTIES
+        ),
+    )?;
+    fs::write(
+        catalog.join("delta.properties"),
+        format!(
+            "connector.name=delta_lake\nhive.metastore=file\nhive.metastore.catalog.dir=local://{}\n\
+             {file_systems}",
+            metastore.join("delta").display()
+        ),
+    )?;
+    Ok(etc)
+}
+
+/// The Hive catalog properties `eventsift ddl --dialect trino` states.
+pub const TRINO_HIVE_CATALOG_PROPERTIES: &str =
+    "hive.timestamp-precision=MICROSECONDS\nhive.partition-projection-enabled=true\n\
+     hive.ignore-absent-partitions=true\n";
+
+fn start_trino(paths: &Paths) -> Result<()> {
+    let server = fetch_trino(paths)?;
+    let etc = trino_etc(paths, TRINO_PORT)?;
+    let mut cmd = Command::new(server.join("bin/launcher"));
+    cmd.current_dir(&paths.state)
+        .arg("run")
+        .arg(format!("--etc-dir={}", etc.display()))
+        .arg(format!("--data-dir={}", paths.state.join("data").display()))
+        .env("JAVA_HOME", TRINO_JAVA_HOME)
+        .env(
+            "PATH",
+            format!(
+                "{TRINO_JAVA_HOME}/bin:{}",
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let mut child = spawn_detached(paths, cmd)?;
+    wait_for(
+        "Trino to answer a query",
+        Duration::from_secs(180),
+        || {
+            check_alive(&mut child, paths)?;
+            Ok(port_open(TRINO_PORT)
+                && trino_query(TRINO_URL, "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
+                    .is_ok_and(|rows| rows.first().and_then(|r| r.first()).is_some_and(|v| v != "0")))
+        },
+    )
+}
+
+/// Runs one statement through Trino's REST protocol (user `eventsift`,
+/// catalog `hive`, schema `default`) and returns its rows, every value as
+/// text (JSON strings unquoted, null as `NULL`).
+pub fn trino_query(base: &str, sql: &str) -> Result<Vec<Vec<String>>> {
+    let authority = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut response = http(
+        authority,
+        "POST",
+        "/v1/statement",
+        &[
+            ("X-Trino-User", "eventsift"),
+            ("X-Trino-Catalog", "hive"),
+            ("X-Trino-Schema", "default"),
+        ],
+        sql.as_bytes(),
+    )?;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut rows = Vec::new();
+    loop {
+        let doc: serde_json::Value = serde_json::from_str(&response)
+            .with_context(|| format!("Trino answered {response}"))?;
+        if let Some(err) = doc.get("error") {
+            let message = err.get("message").map_or_else(|| err.to_string(), text);
+            bail!("Trino: {message}");
+        }
+        if let Some(data) = doc.get("data").and_then(|d| d.as_array()) {
+            for row in data {
+                rows.push(row.as_array().map_or_else(Vec::new, |r| r.iter().map(text).collect()));
+            }
+        }
+        let Some(next) = doc.get("nextUri").and_then(|n| n.as_str()) else {
+            return Ok(rows);
+        };
+        let next = next.to_owned();
+        let path = next.split_once(authority).map_or(next.as_str(), |(_, p)| p);
+        response = http(authority, "GET", path, &[("X-Trino-User", "eventsift")], b"")?;
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the body of a 200.
+fn http(
+    authority: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<String> {
+    use std::io::Write;
+    let mut c = TcpStream::connect(authority)?;
+    c.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    c.write_all(req.as_bytes())?;
+    c.write_all(body)?;
+    let mut out = Vec::new();
+    c.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .context("no HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("HTTP {}", head.lines().next().unwrap_or(""));
+    }
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return Ok(rest.to_owned());
+    }
+    let mut body = String::new();
+    let mut rest = rest;
+    loop {
+        let (size, after) = rest.split_once("\r\n").context("a chunk size")?;
+        let size = usize::from_str_radix(size.trim(), 16).context("a chunk size")?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.push_str(after.get(..size).context("a chunk")?);
+        rest = after.get(size + 2..).context("a chunk's end")?;
+    }
 }
 
 /// Fetches the pom's runtime jars once into the cache.

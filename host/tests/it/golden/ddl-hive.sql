@@ -1,4 +1,6 @@
 -- eventsift tables as external, partitioned Parquet tables (Hive)
+-- New dt= partitions: a Hive 4 metastore discovers them ('discover.partitions');
+-- with an older one, run the MSCK REPAIR TABLE statements again.
 
 CREATE EXTERNAL TABLE IF NOT EXISTS `guild_actions` (
   `event_id` STRING,
@@ -15,7 +17,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `guild_actions` (
 )
 PARTITIONED BY (`dt` STRING)
 STORED AS PARQUET
-LOCATION 'file://<WAREHOUSE>/guild_actions';
+LOCATION 'file://<WAREHOUSE>/guild_actions'
+TBLPROPERTIES ('discover.partitions' = 'true');
 MSCK REPAIR TABLE `guild_actions`;
 
 CREATE EXTERNAL TABLE IF NOT EXISTS `horse_purchases` (
@@ -35,7 +38,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `horse_purchases` (
 )
 PARTITIONED BY (`dt` STRING)
 STORED AS PARQUET
-LOCATION 'file://<WAREHOUSE>/horse_purchases';
+LOCATION 'file://<WAREHOUSE>/horse_purchases'
+TBLPROPERTIES ('discover.partitions' = 'true');
 MSCK REPAIR TABLE `horse_purchases`;
 
 CREATE EXTERNAL TABLE IF NOT EXISTS `sword_purchases` (
@@ -54,5 +58,6 @@ CREATE EXTERNAL TABLE IF NOT EXISTS `sword_purchases` (
 )
 PARTITIONED BY (`dt` STRING)
 STORED AS PARQUET
-LOCATION 'file://<WAREHOUSE>/sword_purchases';
+LOCATION 'file://<WAREHOUSE>/sword_purchases'
+TBLPROPERTIES ('discover.partitions' = 'true');
 MSCK REPAIR TABLE `sword_purchases`;

@@ -1,4 +1,6 @@
 -- eventsift tables as external, partitioned Parquet tables (Spark SQL)
+-- The catalog does not track these tables' partitions: every query sees new dt= folders.
+SET spark.sql.hive.manageFilesourcePartitions=false;
 
 CREATE TABLE IF NOT EXISTS `guild_actions` (
   `event_id` STRING,
@@ -18,7 +20,6 @@ USING parquet
 OPTIONS ('mergeSchema' 'true')
 PARTITIONED BY (`dt`)
 LOCATION 'file://<WAREHOUSE>/guild_actions';
-MSCK REPAIR TABLE `guild_actions`;
 
 CREATE TABLE IF NOT EXISTS `horse_purchases` (
   `event_id` STRING,
@@ -40,7 +41,6 @@ USING parquet
 OPTIONS ('mergeSchema' 'true')
 PARTITIONED BY (`dt`)
 LOCATION 'file://<WAREHOUSE>/horse_purchases';
-MSCK REPAIR TABLE `horse_purchases`;
 
 CREATE TABLE IF NOT EXISTS `sword_purchases` (
   `event_id` STRING,
@@ -61,4 +61,3 @@ USING parquet
 OPTIONS ('mergeSchema' 'true')
 PARTITIONED BY (`dt`)
 LOCATION 'file://<WAREHOUSE>/sword_purchases';
-MSCK REPAIR TABLE `sword_purchases`;
