@@ -6,6 +6,15 @@
 //! plugins) from start to last commit, to a local folder and, with `--hdfs`,
 //! to HDFS. Prints events/s, MB/s and where the time went.
 //!
+//! With `--with-dedup`, each run is followed by one on a second topic whose
+//! events carry client-named (derived, UUIDv8) ids, as `/v1/batch` events
+//! with an `event_id` do, one in 20 of them a retry of the one before: the
+//! writer's deduplication at work, interleaved with the plain runs.
+//!
+//! `cargo bench -p eventsift --bench writer -- dedup [--ids N]` fills one
+//! partition's deduplication window with N ids and reports its memory
+//! (allocated capacity and this process's RSS growth) and insert cost.
+//!
 //! `cargo bench -p eventsift --bench writer -- freshness [--trigger 10s] [--seconds S]`
 //! runs `serve` on the embedded default, sends one event every 100 ms and
 //! measures the time from each HTTP 200 to the row being readable from the
@@ -62,12 +71,18 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(256);
         memory(gib, kib, buffer);
+    } else if args.iter().any(|a| a == "dedup") {
+        let ids: usize = arg("--ids")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1_000_000);
+        dedup_memory(ids);
     } else if args.iter().any(|a| a == "throughput") {
+        let with_dedup = args.iter().any(|a| a == "--with-dedup");
         let events: usize = arg("--events")
             .and_then(|s| s.parse().ok())
             .unwrap_or(2_000_000);
         let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
-        throughput(events, runs, arg("--hdfs"));
+        throughput(events, runs, arg("--hdfs"), with_dedup);
     } else {
         eprintln!("usage: writer -- throughput|freshness|memory [options] (see the file's docs)");
     }
@@ -93,10 +108,21 @@ fn plugins() -> (tempfile::TempDir, Arc<Registry>) {
 }
 
 /// The `i`-th event of the seed's mix (generate_data.sh's proportions).
-fn seed_event(i: usize) -> (String, String) {
+/// With `derived`, its id is client-named (a UUIDv8 from game, player and
+/// a client id), and every 20th event repeats the one before's (a retry).
+fn seed_event(i: usize, derived: bool) -> (String, String) {
     let k = i % 4210;
     let ts = humantime::format_rfc3339_micros(SystemTime::now());
-    let id = uuid::Uuid::now_v7();
+    let id = if derived {
+        let n = if i % 20 == 19 { i - 1 } else { i };
+        eventsift::api::envelope::derived_event_id(
+            Some("bench"),
+            Some(&format!("user{}", n % 3 + 1)),
+            &format!("e{n}"),
+        )
+    } else {
+        uuid::Uuid::now_v7()
+    };
     let (host, fields) = if k < 1610 {
         let (color, q) = [
             ("red", 2),
@@ -160,7 +186,7 @@ fn topic_size(brokers: &str, topic: &str) -> i64 {
         .sum()
 }
 
-fn prefill(brokers: &str, topic: &str, events: usize) -> u64 {
+fn prefill(brokers: &str, topic: &str, events: usize, derived: bool) -> u64 {
     if topic_size(brokers, topic) == events as i64 {
         println!("topic {topic} already holds {events} events");
         return 0;
@@ -194,7 +220,13 @@ fn prefill(brokers: &str, topic: &str, events: usize) -> u64 {
     let t0 = Instant::now();
     let mut bytes = 0u64;
     for i in 0..events {
-        let (key, payload) = seed_event(i);
+        let (key, payload) = seed_event(i, derived);
+        // A retry keeps its original's key (player): same partition.
+        let key = if derived && i % 20 == 19 {
+            seed_event(i - 1, true).0
+        } else {
+            key
+        };
         bytes += payload.len() as u64;
         let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
         loop {
@@ -216,32 +248,120 @@ fn prefill(brokers: &str, topic: &str, events: usize) -> u64 {
     bytes
 }
 
-fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
+/// Rows in a warehouse's tables (rejected_events included), from the
+/// Parquet footers.
+fn count_rows(warehouse: &str) -> usize {
+    let wh = Warehouse::open(warehouse).unwrap();
+    let mut rows = 0usize;
+    for (path, _) in wh.walk("").unwrap() {
+        if path
+            .split('/')
+            .any(|c| c.starts_with('_') || c.starts_with('.'))
+        {
+            continue;
+        }
+        let data = bytes::Bytes::from(wh.read(&path).unwrap());
+        let meta = parquet::file::footer::parse_metadata(&data).unwrap();
+        rows += meta.file_metadata().num_rows() as usize;
+    }
+    rows
+}
+
+/// One partition's window filled with `ids` ids: memory and insert cost.
+fn dedup_memory(ids: usize) {
+    use eventsift::writer::dedup::{DedupLimits, Window};
+    let limits = DedupLimits {
+        max_ids: ids,
+        max_bytes: usize::MAX,
+        ..DedupLimits::default()
+    };
+    let rss0 = proc_mib("VmRSS:");
+    let t0 = Instant::now();
+    let mut w = Window::new(&limits);
+    let start = 1_800_000_000_000_000i64;
+    for i in 0..ids {
+        let id = eventsift::api::envelope::derived_event_id(Some("g"), Some("u"), &i.to_string());
+        w.seen(id.as_u128(), start + i as i64, i as i64);
+    }
+    let fill = t0.elapsed();
+    let rss1 = proc_mib("VmRSS:");
+    // Lookups of ids it holds (the duplicate path) and of new ones.
+    let probe: Vec<u128> = (0..100_000)
+        .map(|i| {
+            eventsift::api::envelope::derived_event_id(Some("g"), Some("u"), &(i * 7).to_string())
+                .as_u128()
+        })
+        .collect();
+    let t1 = Instant::now();
+    let hits = probe
+        .iter()
+        .filter(|id| w.seen(**id, start + ids as i64, ids as i64))
+        .count();
+    let probe_ns = t1.elapsed().as_nanos() as f64 / probe.len() as f64;
+    let snap_t = Instant::now();
+    let snapshot = w.snapshot(i64::MAX);
+    let snap = snap_t.elapsed();
+    println!(
+        "dedup window: {} ids: {:.1} MiB allocated ({:.1} bytes/id), RSS +{:.1} MiB; \
+         filled in {:.2} s ({:.0} ns/id incl. SHA-256 of the id), {:.0} ns per lookup ({hits} hits); \
+         snapshot {:.1} MiB in {:.0} ms",
+        w.len(),
+        w.memory_bytes() as f64 / (1 << 20) as f64,
+        w.memory_bytes() as f64 / w.len() as f64,
+        rss1 - rss0,
+        fill.as_secs_f64(),
+        fill.as_nanos() as f64 / ids as f64,
+        probe_ns,
+        snapshot.len() as f64 / (1 << 20) as f64,
+        snap.as_secs_f64() * 1000.0
+    );
+}
+
+fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool) {
     let brokers =
         std::env::var("EVENTSIFT_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let topic = format!("eventsift-bench-seedmix-{events}");
-    prefill(&brokers, &topic, events);
+    let plain_topic = format!("eventsift-bench-seedmix-{events}");
+    let dedup_topic = format!("eventsift-bench-seedmix-derived-{events}");
+    prefill(&brokers, &plain_topic, events, false);
+    if with_dedup {
+        prefill(&brokers, &dedup_topic, events, true);
+    }
     // Bytes of the events, for MB/s (the generator is deterministic in size).
-    let bytes: usize = (0..4210).map(|i| seed_event(i).1.len()).sum::<usize>() * events / 4210;
+    let bytes: usize = (0..4210)
+        .map(|i| seed_event(i, false).1.len())
+        .sum::<usize>()
+        * events
+        / 4210;
     let (_dir, registry) = plugins();
 
-    let mut targets: Vec<(String, Option<tempfile::TempDir>)> = Vec::new();
+    // (warehouse, derived ids, its temporary folder)
+    let mut targets: Vec<(String, bool, Option<tempfile::TempDir>)> = Vec::new();
     for _ in 0..runs {
-        let d = tempfile::tempdir().unwrap();
-        targets.push((d.path().to_str().unwrap().to_owned(), Some(d)));
+        for derived in [false, true] {
+            if derived && !with_dedup {
+                continue;
+            }
+            let d = tempfile::tempdir().unwrap();
+            targets.push((d.path().to_str().unwrap().to_owned(), derived, Some(d)));
+        }
     }
     if let Some(url) = &hdfs {
         for r in 0..runs {
-            targets.push((format!("{url}/bench-{}-{r}", std::process::id()), None));
+            targets.push((
+                format!("{url}/bench-{}-{r}", std::process::id()),
+                false,
+                None,
+            ));
         }
     }
     let mut results: HashMap<&str, Vec<f64>> = HashMap::new();
-    for (i, (warehouse, _keep)) in targets.iter().enumerate() {
-        let kind = if warehouse.starts_with("hdfs://") {
-            "hdfs"
-        } else {
-            "local"
+    for (i, (warehouse, derived, _keep)) in targets.iter().enumerate() {
+        let kind = match (warehouse.starts_with("hdfs://"), derived) {
+            (true, _) => "hdfs",
+            (false, false) => "local",
+            (false, true) => "local+dedup",
         };
+        let topic = if *derived { &dedup_topic } else { &plain_topic };
         let group = format!("bench-{}-{i}", std::process::id());
         let t0 = Instant::now();
         let writer = Writer::start(
@@ -258,7 +378,7 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
             },
             Input::Kafka(KafkaSourceConfig {
                 brokers: brokers.clone(),
-                topic: topic.clone(),
+                topic: topic.to_string(),
                 group,
                 options: Default::default(),
             }),
@@ -282,6 +402,14 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>) {
         );
         let committed: i64 = status.committed.lock().unwrap().values().sum();
         assert_eq!(committed, events as i64);
+        if *derived {
+            let rows = count_rows(warehouse);
+            assert_eq!(
+                rows,
+                events - events / 20,
+                "a retry was stored, or an event dropped"
+            );
+        }
         let t = *status.times.lock().unwrap();
         println!(
             "{kind:5} run {i}: {events} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s \

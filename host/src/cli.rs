@@ -94,6 +94,16 @@ enum Command {
         /// sends Host `r<n>.<host>`, so its row can be told apart.
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
+        /// Batch scenario: events per /v1/batch request.
+        #[arg(long, default_value_t = 50)]
+        batch_size: usize,
+        /// Batch scenario: gzip the bodies (Content-Encoding: gzip).
+        #[arg(long)]
+        gzip: bool,
+        /// Batch scenario: share of batches sent a second time with the same
+        /// event ids, as a client retrying after a lost reply, e.g. 0.05.
+        #[arg(long, default_value_t = 0.0)]
+        retry_share: f64,
     },
 }
 
@@ -234,6 +244,49 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_captured_header_bytes: Option<usize>,
+    /// Batches: events per /v1/batch request; 413 beyond [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_events: Option<usize>,
+    /// Batches: bytes per event; a larger event is rejected [default: 65536].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_event_bytes: Option<usize>,
+    /// Events whose device time (client_ts) is older than this are rejected
+    /// [default: 30days].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_time_horizon: Option<String>,
+    /// Events whose device time is ahead of the server's by more than this
+    /// are rejected [default: 1day].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_time_ahead: Option<String>,
+    /// Origin a browser game may call from (repeat it; "*" for any); the
+    /// config file's cors_origins otherwise [default: none].
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    #[serde(rename = "cors_origins", skip_serializing_if = "Vec::is_empty")]
+    pub cors_origins: Vec<String>,
+    /// Writer: how long client-named event ids are remembered per source
+    /// partition for deduplication [default: 1day].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_window: Option<String>,
+    /// Writer: client-named event ids remembered per source partition, at
+    /// most [default: 1000000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_max_ids: Option<usize>,
+    /// Writer: memory for remembered ids per source partition in MiB
+    /// [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_max_mib: Option<usize>,
+    /// Writer: a snapshot of the remembered ids every this many commits of a
+    /// partition [default: 16].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup_snapshot_every: Option<usize>,
 }
 
 impl DaemonArgs {
@@ -349,7 +402,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             clients,
             acked,
             record,
+            batch_size,
+            gzip,
+            retry_share,
         } => {
+            if !(0.0..=1.0).contains(&retry_share) {
+                eprintln!("error: --retry-share must be between 0 and 1, got {retry_share}");
+                return Ok(ExitCode::from(2));
+            }
+            if batch_size == 0 {
+                eprintln!("error: --batch-size must be at least 1");
+                return Ok(ExitCode::from(2));
+            }
             if let Some(r) = rate
                 && !(r.is_finite() && r > 0.0)
             {
@@ -368,6 +432,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 clients,
                 acked,
                 record,
+                crate::loadgen::BatchLoad {
+                    size: batch_size,
+                    gzip,
+                    retry_share,
+                },
             )
         }
         Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
@@ -672,25 +741,29 @@ fn loadgen(
     clients: usize,
     acked: Option<u64>,
     record: Option<PathBuf>,
+    batch: crate::loadgen::BatchLoad,
 ) -> Result<ExitCode> {
     use crate::loadgen::{Load, Scenario};
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let requests = match scenario {
             Scenario::Seed => Some(std::sync::Arc::new(crate::loadgen::seed_requests())),
-            Scenario::Mix => None,
+            Scenario::Mix | Scenario::Batch => None,
         };
         let load = Load {
             target,
             rate,
             duration: duration.or(match scenario {
-                Scenario::Mix if acked.is_none() => Some(std::time::Duration::from_secs(10)),
+                Scenario::Mix | Scenario::Batch if acked.is_none() => {
+                    Some(std::time::Duration::from_secs(10))
+                }
                 _ => None,
             }),
             clients,
             progress: true,
             until_acked: acked,
             on_reply: None,
+            batch: (scenario == Scenario::Batch).then_some(batch),
         };
         let mut load = load;
         let writer = match &record {

@@ -97,6 +97,40 @@ pub struct Config {
     /// Largest Host, User-Agent or Accept value in bytes (431 beyond): the
     /// envelope keeps them in every row.
     pub max_captured_header_bytes: usize,
+    /// Write keys (TOML `[[write_keys]]` with `key`, `game`, `event_types`
+    /// and optionally `secret` for body signatures). With any configured,
+    /// every event route needs one: 401 without, 403 for a type the key may
+    /// not write. Keys and secrets are never logged.
+    pub write_keys: Vec<crate::api::ingest::WriteKey>,
+    /// Origins browser (WebGL) games may call from, e.g.
+    /// `["https://play.example.com"]`, or `["*"]`; preflights are answered.
+    /// Empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Events per `/v1/batch` request, at most (413 beyond).
+    pub max_batch_events: usize,
+    /// Bytes per event of a batch, at most (that event is rejected).
+    pub max_event_bytes: usize,
+    /// Events whose device time is older than this are rejected.
+    #[serde(with = "humantime_serde")]
+    pub device_time_horizon: Duration,
+    /// Events whose device time is ahead of the server's by more than this
+    /// are rejected.
+    #[serde(with = "humantime_serde")]
+    pub device_time_ahead: Duration,
+    /// Writer: how long an event id the client named is remembered per
+    /// source partition (a retry within it is stored once).
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Writer: event ids remembered per source partition, at most (the
+    /// oldest go first; the metrics say when this, not the time, ends the
+    /// window).
+    pub dedup_max_ids: usize,
+    /// Writer: memory for remembered event ids per source partition, in MiB.
+    pub dedup_max_mib: usize,
+    /// Writer: every this many commits of a partition, its remembered ids
+    /// are written whole (a snapshot), so a restart reads a snapshot and
+    /// the few commits after it.
+    pub dedup_snapshot_every: usize,
     /// Whether `warehouse` was given (by flag, environment or file) rather
     /// than defaulted: `api` checks plugin versions against the warehouse's
     /// table schemas only then.
@@ -135,6 +169,16 @@ impl Default for Config {
             max_uri_bytes: 8 << 10,
             max_header_bytes: 64 << 10,
             max_captured_header_bytes: 1 << 10,
+            write_keys: Vec::new(),
+            cors_origins: Vec::new(),
+            max_batch_events: 1000,
+            max_event_bytes: 64 << 10,
+            device_time_horizon: Duration::from_secs(30 * 86_400),
+            device_time_ahead: Duration::from_secs(86_400),
+            dedup_window: Duration::from_secs(86_400),
+            dedup_max_ids: 1_000_000,
+            dedup_max_mib: 64,
+            dedup_snapshot_every: 16,
             warehouse_given: false,
         }
     }
@@ -168,6 +212,14 @@ const KEYS: &[&str] = &[
     "max_uri_bytes",
     "max_header_bytes",
     "max_captured_header_bytes",
+    "max_batch_events",
+    "max_event_bytes",
+    "device_time_horizon",
+    "device_time_ahead",
+    "dedup_window",
+    "dedup_max_ids",
+    "dedup_max_mib",
+    "dedup_snapshot_every",
 ];
 
 impl Config {
@@ -205,6 +257,8 @@ impl Config {
             ("http_header_timeout", self.http_header_timeout),
             ("http_idle_timeout", self.http_idle_timeout),
             ("http_body_timeout", self.http_body_timeout),
+            ("device_time_horizon", self.device_time_horizon),
+            ("dedup_window", self.dedup_window),
         ];
         for (name, d) in positive {
             if d < Duration::from_millis(1) {
@@ -220,6 +274,11 @@ impl Config {
             ("max_uri_bytes", self.max_uri_bytes),
             ("max_header_bytes", self.max_header_bytes),
             ("max_captured_header_bytes", self.max_captured_header_bytes),
+            ("max_batch_events", self.max_batch_events),
+            ("max_event_bytes", self.max_event_bytes),
+            ("dedup_max_ids", self.dedup_max_ids),
+            ("dedup_max_mib", self.dedup_max_mib),
+            ("dedup_snapshot_every", self.dedup_snapshot_every),
         ];
         for (name, v) in at_least_one {
             if v == 0 {
@@ -231,6 +290,44 @@ impl Config {
                 "plugin_memory_mib must be at most 4096 (a 32-bit Wasm memory), got {}",
                 self.plugin_memory_mib
             ));
+        }
+        let mut keys = std::collections::HashSet::new();
+        for (i, k) in self.write_keys.iter().enumerate() {
+            if k.key.len() < 16 || k.key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "write_keys[{i}] (game {:?}): a key must be at least 16 characters, \
+                     without spaces",
+                    k.game
+                ));
+            }
+            if k.game.is_empty() || k.game.len() > 128 {
+                return Err(format!("write_keys[{i}]: game must be 1 to 128 characters"));
+            }
+            if k.event_types.is_empty() {
+                return Err(format!(
+                    "write_keys[{i}] (game {:?}): event_types is empty (use [\"*\"] for any)",
+                    k.game
+                ));
+            }
+            if k.secret.as_deref().is_some_and(|s| s.len() < 16) {
+                return Err(format!(
+                    "write_keys[{i}] (game {:?}): a secret must be at least 16 characters",
+                    k.game
+                ));
+            }
+            if !keys.insert(k.key.as_str()) {
+                return Err(format!(
+                    "write_keys[{i}] (game {:?}): the key is given twice",
+                    k.game
+                ));
+            }
+        }
+        for o in &self.cors_origins {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(format!(
+                    "cors_origins: {o:?} is not an origin (scheme://host[:port]) or \"*\""
+                ));
+            }
         }
         if self.max_header_bytes > crate::api::server::LIBRARY_MAX_HEADER_BYTES {
             return Err(format!(
@@ -271,6 +368,28 @@ impl Config {
             max_header_bytes: self.max_header_bytes,
             max_captured_header_bytes: self.max_captured_header_bytes,
             body_timeout: self.http_body_timeout,
+        }
+    }
+
+    /// The API's ingestion settings.
+    pub fn ingest(&self) -> crate::api::ingest::Ingest {
+        crate::api::ingest::Ingest::new(
+            self.write_keys.clone(),
+            self.cors_origins.clone(),
+            self.max_batch_events,
+            self.max_event_bytes,
+            self.device_time_horizon,
+            self.device_time_ahead,
+        )
+    }
+
+    /// The writer's deduplication bounds.
+    pub fn dedup(&self) -> crate::writer::dedup::DedupLimits {
+        crate::writer::dedup::DedupLimits {
+            window: self.dedup_window,
+            max_ids: self.dedup_max_ids,
+            max_bytes: self.dedup_max_mib << 20,
+            snapshot_every: self.dedup_snapshot_every,
         }
     }
 

@@ -182,6 +182,7 @@ pub fn writer_config(config: &Config) -> WriterConfig {
             accept_gaps: config.accept_retention_gaps,
         },
         warehouse_timeout: config.warehouse_timeout,
+        dedup: config.dedup(),
     }
 }
 
@@ -342,6 +343,7 @@ impl RunningApi {
             registry,
             transport,
             config.request_limits(),
+            config.ingest(),
             writer.map(|w| (w, bound)),
         );
         let (tx, rx) = oneshot::channel::<()>();
@@ -354,18 +356,29 @@ impl RunningApi {
             humantime::format_duration(limits.idle_timeout),
             humantime::format_duration(config.http_body_timeout)
         );
-        let task = tokio::spawn(async move {
-            api::server::serve(
-                listener,
-                service,
-                limits,
-                async {
-                    let _ = rx.await;
-                },
-                Duration::from_secs(20),
-            )
-            .await
-        });
+        let keyed = state.ingest.keyed();
+        if keyed {
+            tracing::info!(
+                "write keys: {} configured; every event route needs one",
+                config.write_keys.len()
+            );
+        }
+        let shutdown = async {
+            let _ = rx.await;
+        };
+        let drain = Duration::from_secs(20);
+        let task = match api::cors_layer(&config.cors_origins) {
+            Some(cors) => {
+                tracing::info!("CORS: answering origins {:?}", config.cors_origins);
+                let service = tower_layer::Layer::layer(&cors, service);
+                tokio::spawn(api::server::serve(
+                    listener, service, limits, shutdown, drain,
+                ))
+            }
+            None => tokio::spawn(api::server::serve(
+                listener, service, limits, shutdown, drain,
+            )),
+        };
         tracing::info!("API listening on http://{addr}");
         Ok(RunningApi {
             addr,

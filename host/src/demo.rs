@@ -118,6 +118,7 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
             progress: true,
             until_acked: None,
             on_reply: None,
+            batch: None,
         };
         let summary = loadgen::run(&load, Some(requests), on_progress).await?;
         print!("{}", summary.report());

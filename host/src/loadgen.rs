@@ -1,6 +1,8 @@
 //! `eventsift loadgen`: HTTP load against the API, the seed's
-//! generate_data.sh scenario or a synthetic mix, at a target rate, with a
-//! progress bar and a summary (sent, 2xx, 4xx, 5xx, latency).
+//! generate_data.sh scenario, a synthetic mix, or the mix in `/v1/batch`
+//! requests (optionally gzipped, with a share of them sent twice, as a
+//! client retries after a lost reply), at a target rate, with a progress
+//! bar and a summary (sent, 2xx, 4xx, 5xx, latency, events).
 //!
 //! With a recorder ([`Load::on_reply`], `--record FILE`), every request's
 //! outcome is kept: acknowledged (with its event id), rejected (a 4xx:
@@ -43,6 +45,73 @@ pub enum Scenario {
     Seed,
     /// Random swords, horses, guild actions and default hits from 1,000 users.
     Mix,
+    /// The mix's events in `/v1/batch` requests of `--batch-size`, each
+    /// batch from one player, every event with its own client id.
+    Batch,
+}
+
+/// How the batch scenario sends.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLoad {
+    pub size: usize,
+    pub gzip: bool,
+    /// Share of batches sent a second time, unchanged (same event ids).
+    pub retry_share: f64,
+}
+
+/// The body of batch `i` (deterministic): `size` events of the mix's
+/// kinds and proportions (swords 9, horses 8, guild actions 2 in 19) from
+/// one of 1,000 players, each with a client id unique to the run (`run`
+/// tells runs apart). Written without a formatter per event: the load
+/// generator shares the machine with what it measures.
+pub fn batch_body(run: u64, i: u64, size: usize) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut pick = |n: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let mut out = String::with_capacity(64 + size * 110);
+    let _ = write!(out, "{{\"user_id\":\"user{}\",\"events\":[", pick(1000));
+    for n in 0..size {
+        if n > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{{\"event_id\":\"l{run:x}-{i}-{n}\",");
+        match pick(19) {
+            0..=8 => {
+                let color = ["red", "blue", "green", "black"][pick(4) as usize];
+                let _ = write!(
+                    out,
+                    "\"event_type\":\"purchase_sword\",\"color\":\"{color}\",\"quantity\":{}}}",
+                    1 + pick(3)
+                );
+            }
+            9..=16 => {
+                let size = ["small", "medium", "large"][pick(3) as usize];
+                let _ = write!(
+                    out,
+                    "\"event_type\":\"purchase_horse\",\"speed\":{},\"size\":\"{size}\",\"quantity\":{}}}",
+                    1 + pick(9),
+                    1 + pick(2)
+                );
+            }
+            _ => {
+                let action = ["join", "leave"][pick(2) as usize];
+                let _ = write!(out, "\"event_type\":\"guild\",\"action\":\"{action}\"}}");
+            }
+        }
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+/// Whether batch `i` is sent twice (deterministic, `share` of them).
+fn retried(i: u64, share: f64) -> bool {
+    let x = i.wrapping_mul(0x2545_F491_4F6C_DD1D).rotate_left(17) >> 11;
+    (x as f64 / (1u64 << 53) as f64) < share
 }
 
 /// One request: method, Host header, path.
@@ -118,6 +187,11 @@ pub struct Summary {
     pub server_errors: u64,
     /// Requests that got no HTTP reply (connection errors, timeouts).
     pub failed: u64,
+    /// Batch scenario: events accepted and rejected (by the replies), and
+    /// batches sent a second time.
+    pub events_accepted: u64,
+    pub events_rejected: u64,
+    pub retries: u64,
     pub elapsed: Duration,
     /// Sorted.
     pub latencies: Vec<Duration>,
@@ -134,21 +208,33 @@ impl Summary {
     /// A few lines for the terminal.
     pub fn report(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        format!(
-            "sent {} in {:.1} s ({:.0} req/s): 2xx {}, 4xx {}, 5xx {}, no reply {}\n\
+        let events = if self.events_accepted + self.events_rejected > 0 {
+            format!(
+                "events: {} accepted ({:.0} events/s), {} rejected; {} batches sent twice\n",
+                self.events_accepted,
+                self.events_accepted as f64 / self.elapsed.as_secs_f64().max(1e-9),
+                self.events_rejected,
+                self.retries
+            )
+        } else {
+            String::new()
+        };
+        events
+            + &format!(
+                "sent {} in {:.1} s ({:.0} req/s): 2xx {}, 4xx {}, 5xx {}, no reply {}\n\
              latency: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n",
-            self.sent,
-            self.elapsed.as_secs_f64(),
-            self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9),
-            self.ok,
-            self.client_errors,
-            self.server_errors,
-            self.failed,
-            ms(self.quantile(0.5)),
-            ms(self.quantile(0.9)),
-            ms(self.quantile(0.99)),
-            ms(self.latencies.last().copied().unwrap_or_default()),
-        )
+                self.sent,
+                self.elapsed.as_secs_f64(),
+                self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9),
+                self.ok,
+                self.client_errors,
+                self.server_errors,
+                self.failed,
+                ms(self.quantile(0.5)),
+                ms(self.quantile(0.9)),
+                ms(self.quantile(0.99)),
+                ms(self.latencies.last().copied().unwrap_or_default()),
+            )
     }
 }
 
@@ -196,6 +282,8 @@ pub struct Load {
     pub until_acked: Option<u64>,
     /// Called with every reply; its requests carry their number in Host.
     pub on_reply: Option<Arc<dyn Fn(Reply) + Send + Sync>>,
+    /// Send `/v1/batch` requests (the mix's events) instead.
+    pub batch: Option<BatchLoad>,
 }
 
 impl Load {
@@ -208,8 +296,29 @@ impl Load {
             progress: false,
             until_acked: None,
             on_reply: None,
+            batch: None,
         }
     }
+}
+
+/// Counts a batch reply's accepted and rejected events.
+fn batch_counts(body: &[u8]) -> (u64, u64) {
+    #[derive(serde::Deserialize)]
+    struct Counts {
+        accepted: u64,
+        rejected: u64,
+    }
+    serde_json::from_slice::<Counts>(body).map_or((0, 0), |c| (c.accepted, c.rejected))
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    let _ = e.write_all(data);
+    e.finish().unwrap_or_default()
 }
 
 /// Sends `requests` (or, when `None`, the synthetic mix until `duration`).
@@ -252,6 +361,12 @@ pub async fn run(
         AtomicU64::new(0),
     ]);
     let acked = Arc::new(AtomicU64::new(0));
+    // Batch scenario: events accepted, rejected, batches retried.
+    let events = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let batch = load.batch;
     let mut tasks = Vec::new();
     for _ in 0..load.clients.max(1) {
         let (http, next, done, counts, requests, on_progress, acked, on_reply) = (
@@ -264,6 +379,7 @@ pub async fn run(
             acked.clone(),
             load.on_reply.clone(),
         );
+        let events = events.clone();
         let until_acked = load.until_acked;
         let (target, rate, bar) = (
             load.target.trim_end_matches('/').to_owned(),
@@ -297,13 +413,32 @@ pub async fn run(
                     Some(_) => tagged_host(i as u64, &req.host),
                     None => req.host.clone(),
                 };
-                let sent = http
-                    .request(method, format!("{target}{}", req.path))
-                    .header("Host", &host)
-                    .header("User-Agent", "eventsift-loadgen")
-                    .header("Accept", "*/*")
-                    .send()
-                    .await;
+                let send = |body: Option<(Vec<u8>, bool)>| {
+                    let mut rb = match &body {
+                        Some(_) => http.post(format!("{target}/v1/batch")),
+                        None => http.request(method.clone(), format!("{target}{}", req.path)),
+                    };
+                    rb = rb
+                        .header("Host", &host)
+                        .header("User-Agent", "eventsift-loadgen")
+                        .header("Accept", "*/*");
+                    if let Some((data, gz)) = body {
+                        rb = rb.header("Content-Type", "application/json");
+                        if gz {
+                            rb = rb.header("Content-Encoding", "gzip");
+                        }
+                        rb = rb.body(data);
+                    }
+                    rb.send()
+                };
+                let body = batch.map(|b| {
+                    let json = batch_body(run_id, i as u64, b.size);
+                    (if b.gzip { gzip(&json) } else { json }, b.gzip)
+                });
+                let again = batch
+                    .filter(|b| retried(i as u64, b.retry_share))
+                    .and(body.clone());
+                let sent = send(body).await;
                 let (slot, outcome) = match sent {
                     Ok(resp) => {
                         let status = resp.status().as_u16();
@@ -312,8 +447,13 @@ pub async fn run(
                             .get("x-event-id")
                             .and_then(|v| v.to_str().ok())
                             .map(str::to_owned);
-                        let _ = resp.bytes().await;
+                        let reply = resp.bytes().await.unwrap_or_default();
                         latencies.push(t0.elapsed());
+                        if batch.is_some() {
+                            let (a, r) = batch_counts(&reply);
+                            events[0].fetch_add(a, Ordering::Relaxed);
+                            events[1].fetch_add(r, Ordering::Relaxed);
+                        }
                         // A 2xx status line is sent only once the event is durable.
                         match status {
                             200..=299 => {
@@ -332,6 +472,13 @@ pub async fn run(
                         outcome,
                         at: Instant::now(),
                     });
+                }
+                if let Some(again) = again {
+                    // The client's retry after a reply it did not see.
+                    if let Ok(resp) = send(Some(again)).await {
+                        let _ = resp.bytes().await;
+                        events[2].fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 counts[slot].fetch_add(1, Ordering::Relaxed);
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -361,6 +508,9 @@ pub async fn run(
         client_errors: c(1),
         server_errors: c(2),
         failed: c(3),
+        events_accepted: events[0].load(Ordering::Relaxed),
+        events_rejected: events[1].load(Ordering::Relaxed),
+        retries: events[2].load(Ordering::Relaxed),
         elapsed: start.elapsed(),
         latencies,
     })
@@ -378,5 +528,21 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.iter().any(|p| p.starts_with("/purchase_a_sword/")));
         assert!(a.iter().any(|p| p.starts_with("/purchase_a_horse/")));
+    }
+
+    #[test]
+    fn batches_are_valid_json_with_unique_ids_and_a_share_is_retried() {
+        let body = batch_body(7, 3, 50);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let events = v["events"].as_array().unwrap();
+        assert_eq!(events.len(), 50);
+        let ids: std::collections::HashSet<&str> = events
+            .iter()
+            .map(|e| e["event_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids.len(), 50);
+        assert_eq!(body, batch_body(7, 3, 50));
+        let share = (0..100_000).filter(|&i| retried(i, 0.05)).count();
+        assert!((4_000..6_000).contains(&share), "{share}");
     }
 }

@@ -26,6 +26,7 @@ const PACKAGES: &[&str] = &[
     "fixture-wide",
     "fixture-impostor",
     "fixture-slow",
+    "fixture-legacy",
 ];
 
 fn main() {

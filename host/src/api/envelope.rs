@@ -4,6 +4,13 @@
 //! `{"event_id":"<uuid v7>","event_type":"purchase_sword","plugin_version":"0.1.0",
 //!   "timestamp":"2026-11-28T18:00:00.123456Z","host":"user1.comcast.com",
 //!   "user_agent":"ApacheBench/2.3","accept":"*/*","color":"red","quantity":2}`
+//!
+//! After `accept`, when the request gave them, come `user_id`, `game_id`,
+//! `client_ts` and `event_ts` (device time, and the server time corrected
+//! by the device's clock skew), each absent when unknown. An event the
+//! client named (a batch item's `event_id`, an `Idempotency-Key`) gets an
+//! id derived from game, player and that name ([`derived_event_id`], a
+//! UUIDv8): a retry carries the same id, which the writer deduplicates.
 
 use std::cell::RefCell;
 use std::fmt::Write;
@@ -15,6 +22,38 @@ pub struct RequestMeta<'a> {
     pub host: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub accept: Option<&'a str>,
+    /// The player (a batch's or event's `user_id`).
+    pub user_id: Option<&'a str>,
+    /// The game of the write key the request used.
+    pub game_id: Option<&'a str>,
+    /// Device time, µs since the epoch.
+    pub client_ts: Option<i64>,
+    /// Server time corrected by the device's clock skew, µs.
+    pub event_ts: Option<i64>,
+}
+
+/// The id of an event the client named `client_id`: a UUIDv8 from
+/// SHA-256 of game, player and that name, so the same event sent again
+/// (a retry, to any API node) has the same id.
+pub fn derived_event_id(game: Option<&str>, user: Option<&str>, client_id: &str) -> uuid::Uuid {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"eventsift/event-id/1\0");
+    h.update(game.unwrap_or("").as_bytes());
+    h.update(b"\0");
+    h.update(user.unwrap_or("").as_bytes());
+    h.update(b"\0");
+    h.update(client_id.as_bytes());
+    let digest = h.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
+/// Whether `id` (hyphenated text) was derived from a client's own id.
+pub fn is_derived(id: &str) -> bool {
+    // The version digit of a hyphenated UUID is its 15th character.
+    id.as_bytes().get(14) == Some(&b'8')
 }
 
 /// A new event id: a UUIDv7 carrying `received`'s millisecond, so the id
@@ -73,6 +112,12 @@ impl EventIdText {
     }
 }
 
+impl serde::Serialize for EventIdText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Builds the envelope. `fields` is the JSON object a plugin's `validate`
 /// returned (checked by the host to be an object).
 pub fn build(
@@ -98,6 +143,26 @@ pub fn build(
     push_opt(&mut out, meta.user_agent);
     out.push_str(",\"accept\":");
     push_opt(&mut out, meta.accept);
+    if let Some(u) = meta.user_id {
+        out.push_str(",\"user_id\":");
+        push_str(&mut out, u);
+    }
+    if let Some(g) = meta.game_id {
+        out.push_str(",\"game_id\":");
+        push_str(&mut out, g);
+    }
+    for (key, micros) in [("client_ts", meta.client_ts), ("event_ts", meta.event_ts)] {
+        if let Some(m) = micros {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":\"");
+            push_timestamp(
+                &mut out,
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(m.max(0) as u64),
+            );
+            out.push('"');
+        }
+    }
     let inner = fields
         .trim()
         .strip_prefix('{')
@@ -169,6 +234,7 @@ mod tests {
             host: Some("user1.comcast.com"),
             user_agent: Some("ab \"2.3\"\n"),
             accept: None,
+            ..Default::default()
         };
         let env = build(
             &EventIdText::new(&id),
@@ -193,6 +259,33 @@ mod tests {
         let mut s = String::new();
         push_str(&mut s, "\u{1}é");
         assert_eq!(s, "\"\\u0001é\"");
+    }
+
+    #[test]
+    fn player_and_device_time_and_derived_ids() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_764_352_800_000_000);
+        let meta = RequestMeta {
+            user_id: Some("p1"),
+            game_id: Some("g1"),
+            client_ts: Some(1_764_352_790_000_000),
+            event_ts: Some(1_764_352_795_000_000),
+            ..Default::default()
+        };
+        let id = derived_event_id(Some("g1"), Some("p1"), "e-1");
+        assert_eq!(id, derived_event_id(Some("g1"), Some("p1"), "e-1"));
+        assert_ne!(id, derived_event_id(Some("g2"), Some("p1"), "e-1"));
+        assert_ne!(id, derived_event_id(Some("g1"), Some("p2"), "e-1"));
+        assert_eq!(id.get_version_num(), 8);
+        let text = EventIdText::new(&id);
+        assert!(is_derived(text.as_str()));
+        assert!(!is_derived(EventIdText::new(&new_event_id(t)).as_str()));
+        let env = build(&text, "t", "0.1.0", t, &meta, r#"{"a":1}"#);
+        let v: serde_json::Value = serde_json::from_str(&env).unwrap();
+        assert_eq!(v["user_id"], "p1");
+        assert_eq!(v["game_id"], "g1");
+        assert_eq!(v["client_ts"], "2025-11-28T17:59:50.000000Z");
+        assert_eq!(v["event_ts"], "2025-11-28T17:59:55.000000Z");
+        assert_eq!(v["a"], 1);
     }
 
     #[test]

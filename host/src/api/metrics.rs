@@ -13,6 +13,9 @@ pub const PUBLISHED: &str = "eventsift_events_published_total";
 pub const REJECTED: &str = "eventsift_events_rejected_total";
 pub const PUBLISH_LATENCY: &str = "eventsift_publish_latency_seconds";
 pub const PLUGINS_LOADED: &str = "eventsift_plugins_loaded";
+/// Events of `/v1/batch` requests by outcome (accepted, rejected, unavailable).
+pub const BATCH_EVENTS: &str = "eventsift_batch_events_total";
+pub const BATCH_SIZE: &str = "eventsift_batch_events";
 
 /// The process-wide recorder (installed once) and its render handle.
 pub fn handle() -> PrometheusHandle {
@@ -33,6 +36,11 @@ pub fn handle() -> PrometheusHandle {
                     &[
                         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                     ],
+                )
+                .expect("static bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(BATCH_SIZE.into()),
+                    &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
                 )
                 .expect("static bucket list is not empty")
                 .build_recorder();
@@ -65,6 +73,9 @@ pub struct ApiMetrics {
     /// By event type.
     published: RwLock<HashMap<Box<str>, Counter>>,
     pub publish_latency: Histogram,
+    /// Batch events: accepted, rejected, unavailable.
+    batch_events: [Counter; 3],
+    batch_size: Histogram,
 }
 
 impl Default for ApiMetrics {
@@ -73,6 +84,9 @@ impl Default for ApiMetrics {
             requests: RwLock::default(),
             published: RwLock::default(),
             publish_latency: metrics::histogram!(PUBLISH_LATENCY),
+            batch_events: ["accepted", "rejected", "unavailable"]
+                .map(|o| metrics::counter!(BATCH_EVENTS, "outcome" => o)),
+            batch_size: metrics::histogram!(BATCH_SIZE),
         }
     }
 }
@@ -96,6 +110,21 @@ impl ApiMetrics {
         if !by_status.iter().any(|(s, _)| *s == status) {
             by_status.push((status, counter));
         }
+    }
+
+    /// Counts the outcomes of one batch.
+    pub fn batch(&self, accepted: usize, rejected: usize, unavailable: usize) {
+        for (c, n) in self
+            .batch_events
+            .iter()
+            .zip([accepted, rejected, unavailable])
+        {
+            if n > 0 {
+                c.increment(n as u64);
+            }
+        }
+        self.batch_size
+            .record((accepted + rejected + unavailable) as f64);
     }
 
     /// Counts one event of `event_type` published.

@@ -1,14 +1,21 @@
 //! The HTTP event API (axum). Each loaded plugin's route (hot-reloaded),
-//! `POST /events/{event_type}`, `GET /healthz` (liveness), `GET /readyz`
-//! (readiness), `GET /metrics` and `GET /plugins`. An event is validated by
+//! `POST /events/{event_type}`, `POST /v1/batch` ([`batch`]), `GET
+//! /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics`, `GET
+//! /plugins` and `GET /openapi.json` ([`openapi`]). An event is validated by
 //! its plugin, wrapped in an [`envelope`] and published; the reply waits for
 //! the transport's acknowledgement, so every 2xx is durable. Bad input gets
 //! a 4xx with a JSON `{"error": ...}`; nothing that got a 4xx is published.
 //! Requests beyond the [`RequestLimits`] get a 4xx before any plugin runs;
-//! the [`server`] bounds connections and their timeouts.
+//! the [`server`] bounds connections and their timeouts. Write keys, the
+//! player, device time and client ids are [`ingest`]'s; bodies may be
+//! compressed ([`body`]).
 
+pub mod batch;
+pub mod body;
 pub mod envelope;
+pub mod ingest;
 pub mod metrics;
+pub mod openapi;
 mod routes;
 pub mod server;
 
@@ -16,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +32,7 @@ use axum::routing::{get, post};
 use crate::plugin::{LoadedPlugin, Registry, Validated};
 use crate::transport::{AnyTransport, PublishError, Transport};
 use envelope::{EventIdText, RequestMeta};
+use ingest::{EventCtx, Ingest};
 
 pub use routes::RouteTable;
 
@@ -60,6 +68,41 @@ impl Default for RequestLimits {
     }
 }
 
+/// Request headers a browser game may send (for CORS preflights).
+const CORS_HEADERS: [&str; 9] = [
+    "content-type",
+    "content-encoding",
+    "authorization",
+    "x-game-key",
+    "x-user-id",
+    "x-sent-at",
+    "x-client-ts",
+    "idempotency-key",
+    "accept",
+];
+
+/// The CORS layer for `origins` (`*` for any), or `None` without origins.
+/// Preflights are answered by the layer; replies expose `X-Event-Id`.
+pub fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers(CORS_HEADERS.map(HeaderName::from_static))
+            .expose_headers([EVENT_ID_HEADER, header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
 /// What readiness and liveness depend on besides the API itself: the
 /// writer running in the same process (`serve`).
 pub type WriterHealth = Arc<crate::writer::Status>;
@@ -69,9 +112,12 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     pub transport: Arc<AnyTransport>,
     pub limits: RequestLimits,
+    /// Write keys, batch and device-time limits, CORS origins.
+    pub ingest: Ingest,
     /// The writer of `serve`, and how long its threads may be silent.
     pub writer: Option<(WriterHealth, Duration)>,
     routes: RouteTable,
+    openapi: openapi::Cache,
     metrics: ::metrics_exporter_prometheus::PrometheusHandle,
     counters: metrics::ApiMetrics,
 }
@@ -81,14 +127,17 @@ impl ApiState {
         registry: Arc<Registry>,
         transport: Arc<AnyTransport>,
         limits: RequestLimits,
+        ingest: Ingest,
         writer: Option<(WriterHealth, Duration)>,
     ) -> Arc<Self> {
         Arc::new(ApiState {
             registry,
             transport,
             limits,
+            ingest,
             writer,
             routes: RouteTable::default(),
+            openapi: openapi::Cache::default(),
             metrics: metrics::handle(),
             counters: metrics::ApiMetrics::default(),
         })
@@ -175,16 +224,37 @@ impl ApiState {
 
 /// The fixed routes' exact paths; [`ApiService`] sends these, and every
 /// path under `/events/`, to [`router`].
-const FIXED_PATHS: [&str; 4] = ["/healthz", "/readyz", "/metrics", "/plugins"];
+const FIXED_PATHS: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/plugins",
+    openapi::PATH,
+    batch::PATH,
+];
 
 /// The axum router of the fixed routes (plugin routes as its fallback).
 pub fn router(state: Arc<ApiState>) -> Router {
-    let [healthz_path, readyz_path, metrics_path, plugins_path] = FIXED_PATHS;
+    let [
+        healthz_path,
+        readyz_path,
+        metrics_path,
+        plugins_path,
+        openapi_path,
+        batch_path,
+    ] = FIXED_PATHS;
     Router::new()
         .route(healthz_path, get(healthz))
         .route(readyz_path, get(readyz))
         .route(metrics_path, get(render_metrics))
         .route(plugins_path, get(list_plugins))
+        .route(openapi_path, get(openapi::serve))
+        .route(
+            batch_path,
+            post(|State(state): State<Arc<ApiState>>, request: Request| {
+                batch::post_batch(state, request)
+            }),
+        )
         .route("/events/{event_type}", post(post_event))
         .fallback(|State(state): State<Arc<ApiState>>, request: Request| {
             plugin_route(state, request)
@@ -252,15 +322,16 @@ impl tower_service::Service<Request> for ApiService {
 }
 
 /// An error reply: status and `{"error": message}`.
-struct ApiError {
-    status: StatusCode,
-    message: String,
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
     /// Label for the rejections metric.
-    reason: &'static str,
+    pub reason: &'static str,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
@@ -371,7 +442,8 @@ async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
     axum::Json(views).into_response()
 }
 
-/// `POST /events/{event_type}` with a JSON object body.
+/// `POST /events/{event_type}` with a JSON object body (gzip or zstd
+/// encoded, possibly).
 async fn post_event(
     State(state): State<Arc<ApiState>>,
     Path(event_type): Path<String>,
@@ -381,6 +453,10 @@ async fn post_event(
     let headers = &parts.headers;
     const ROUTE: &str = "/events/{event_type}";
     let result = async {
+        let encoding = body::Encoding::of(headers)?;
+        let raw = body::read_raw(&state.limits, body).await?;
+        let principal = state.ingest.principal(headers, &raw)?;
+        principal.may_write(&event_type)?;
         let plugin = state.registry.get(&event_type).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -388,7 +464,8 @@ async fn post_event(
                 format!("no plugin owns event type {event_type:?}"),
             )
         })?;
-        let body = read_body(&state, body).await?;
+        let single = state.ingest.single_headers(headers, SystemTime::now())?;
+        let body = body::decode(encoding, raw, state.limits.max_body_bytes)?;
         let text = std::str::from_utf8(&body).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -400,7 +477,13 @@ async fn post_event(
             .validate_gated(text, false)
             .await
             .ok_or_else(|| busy(&plugin))?;
-        let (event_id, _reply) = accept(&state, &plugin, validated, headers).await?;
+        let ctx = EventCtx {
+            principal,
+            user_id: single.user_id.as_deref(),
+            client_id: single.client_id.as_deref(),
+            time: single.time,
+        };
+        let (event_id, _reply) = accept(&state, &plugin, validated, headers, &ctx).await?;
         let mut body = String::with_capacity(52);
         body.push_str("{\"event_id\":\"");
         body.push_str(event_id.as_str());
@@ -418,6 +501,20 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
     let snapshot = state.registry.snapshot();
     let table = state.routes.current(&snapshot);
     let Some(found) = table.find(method, uri.path()) else {
+        let allowed = table.allowed(uri.path());
+        if !allowed.is_empty() {
+            let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            let e = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} takes {}", uri.path(), allow.join(", ")),
+            );
+            let mut response = finish(&state, "unmatched", Err(e));
+            if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, v);
+            }
+            return response;
+        }
         let e = ApiError::new(
             StatusCode::NOT_FOUND,
             "no_route",
@@ -427,6 +524,10 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
     };
     let label = found.label.clone();
     let result = async {
+        // A plugin route takes no body: a signature covers the empty one.
+        let principal = state.ingest.principal(headers, b"")?;
+        principal.may_write(&found.plugin.meta.event_type)?;
+        let single = state.ingest.single_headers(headers, SystemTime::now())?;
         let fields = found
             .fields()
             .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "validation", why))?;
@@ -436,7 +537,13 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             .validate_gated(&fields, true)
             .await
             .ok_or_else(|| busy(&found.plugin))?;
-        let (event_id, reply) = accept(&state, &found.plugin, validated, headers).await?;
+        let ctx = EventCtx {
+            principal,
+            user_id: single.user_id.as_deref(),
+            client_id: single.client_id.as_deref(),
+            time: single.time,
+        };
+        let (event_id, reply) = accept(&state, &found.plugin, validated, headers, &ctx).await?;
         Ok(ok_response(&event_id, TEXT, reply))
     }
     .await;
@@ -467,83 +574,105 @@ fn busy(plugin: &LoadedPlugin) -> ApiError {
     )
 }
 
-async fn read_body(state: &ApiState, body: Body) -> Result<Bytes, ApiError> {
-    let limits = &state.limits;
-    match tokio::time::timeout(
-        limits.body_timeout,
-        axum::body::to_bytes(body, limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {} bytes", limits.max_body_bytes),
-        )),
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "the body did not arrive within {}",
-                humantime::format_duration(limits.body_timeout)
-            ),
-        )),
+/// The Kafka key of an event: its player, else (the seed's routes) the
+/// Host header, so one player's events stay in one partition, in order.
+fn kafka_key<'a>(user_id: Option<&'a str>, headers: &'a HeaderMap) -> &'a [u8] {
+    match user_id {
+        Some(u) => u.as_bytes(),
+        None => headers.get(header::HOST).map_or(&b""[..], |h| h.as_bytes()),
     }
 }
 
-/// Takes the plugin's validation, builds the envelope, publishes and waits
-/// for the acknowledgement. Returns the event id and the reply text.
-async fn accept(
-    state: &ApiState,
-    plugin: &LoadedPlugin,
-    validated: Validated,
-    headers: &HeaderMap,
-) -> Result<(EventIdText, String), ApiError> {
-    let (fields, reply) = match validated {
-        Validated::Accepted { fields, reply } => (fields, reply),
-        Validated::Rejected(reason) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", reason));
+/// The request headers every envelope of a request keeps (read once per
+/// request, invalid bytes replaced).
+struct Captured<'h> {
+    host: Option<std::borrow::Cow<'h, str>>,
+    user_agent: Option<std::borrow::Cow<'h, str>>,
+    accept: Option<std::borrow::Cow<'h, str>>,
+}
+
+impl<'h> Captured<'h> {
+    fn of(headers: &'h HeaderMap) -> Self {
+        let header = |name: header::HeaderName| {
+            headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        };
+        Captured {
+            host: header(header::HOST),
+            user_agent: header(header::USER_AGENT),
+            accept: header(header::ACCEPT),
         }
-    };
-    let header = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-    };
-    let (host, user_agent, accept) = (
-        header(header::HOST),
-        header(header::USER_AGENT),
-        header(header::ACCEPT),
-    );
+    }
+}
+
+/// The id and envelope of an accepted event. The id is derived from game,
+/// player and the client's id when the client named the event (a retry
+/// gets the same id), else new.
+fn envelope_of(
+    plugin: &LoadedPlugin,
+    fields: &str,
+    captured: &Captured<'_>,
+    ctx: &EventCtx<'_>,
+    game: Option<&str>,
+    received: SystemTime,
+) -> (EventIdText, String) {
     let meta = RequestMeta {
-        host: host.as_deref(),
-        user_agent: user_agent.as_deref(),
-        accept: accept.as_deref(),
+        host: captured.host.as_deref(),
+        user_agent: captured.user_agent.as_deref(),
+        accept: captured.accept.as_deref(),
+        user_id: ctx.user_id,
+        game_id: game,
+        client_ts: ctx.time.client_ts,
+        event_ts: ctx.time.event_ts(
+            received
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+        ),
     };
-    let received = SystemTime::now();
-    let event_id = EventIdText::new(&envelope::new_event_id(received));
+    let id = match ctx.client_id {
+        Some(client) => envelope::derived_event_id(game, ctx.user_id, client),
+        None => envelope::new_event_id(received),
+    };
+    let event_id = EventIdText::new(&id);
     let envelope = envelope::build(
         &event_id,
         &plugin.meta.event_type,
         &plugin.meta.version,
         received,
         &meta,
-        &fields,
+        fields,
     );
+    (event_id, envelope)
+}
+
+/// Publishes an envelope and waits for the acknowledgement.
+async fn publish(
+    state: &ApiState,
+    plugin: &LoadedPlugin,
+    key: &[u8],
+    envelope: String,
+) -> Result<(), ApiError> {
     let started = Instant::now();
-    let published = state
-        .transport
-        .publish(meta.host.unwrap_or("").as_bytes(), envelope.into_bytes())
-        .await;
+    let published = state.transport.publish(key, envelope.into_bytes()).await;
     state
         .counters
         .publish_latency
         .record(started.elapsed().as_secs_f64());
+    acknowledged(state, plugin, published)
+}
+
+/// What a publish's outcome means for the client: durable, too large
+/// (413), or not acknowledged (503, retry).
+fn acknowledged(
+    state: &ApiState,
+    plugin: &LoadedPlugin,
+    published: Result<crate::transport::Position, PublishError>,
+) -> Result<(), ApiError> {
     match published {
         Ok(_) => {
             state.counters.published(&plugin.meta.event_type);
-            Ok((event_id, reply))
+            Ok(())
         }
         Err(PublishError::TooLarge(n)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -556,4 +685,32 @@ async fn accept(
             format!("the event was not acknowledged ({e}); retry later"),
         )),
     }
+}
+
+/// Takes the plugin's validation, builds the envelope, publishes and waits
+/// for the acknowledgement. Returns the event id and the reply text.
+async fn accept(
+    state: &ApiState,
+    plugin: &LoadedPlugin,
+    validated: Validated,
+    headers: &HeaderMap,
+    ctx: &EventCtx<'_>,
+) -> Result<(EventIdText, String), ApiError> {
+    let (fields, reply) = match validated {
+        Validated::Accepted { fields, reply } => (fields, reply),
+        Validated::Rejected(reason) => {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "validation", reason));
+        }
+    };
+    let game = ctx.principal.game();
+    let (event_id, envelope) = envelope_of(
+        plugin,
+        &fields,
+        &Captured::of(headers),
+        ctx,
+        game,
+        SystemTime::now(),
+    );
+    publish(state, plugin, kafka_key(ctx.user_id, headers), envelope).await?;
+    Ok((event_id, reply))
 }

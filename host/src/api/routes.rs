@@ -89,6 +89,18 @@ impl Routes {
         }
     }
 
+    /// The methods that have a route matching `path` (for 405's `Allow`).
+    pub fn allowed(&self, path: &str) -> Vec<&Method> {
+        let mut out: Vec<&Method> = self
+            .by_method
+            .iter()
+            .filter(|(_, r)| r.at(path).is_ok())
+            .map(|(m, _)| m)
+            .collect();
+        out.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        out
+    }
+
     pub fn find<'r, 'p>(&'r self, method: &Method, path: &'p str) -> Option<Found<'r, 'p>> {
         let m = self.by_method.get(method)?.at(path).ok()?;
         let (plugin, label) = m.value;

@@ -21,6 +21,10 @@ pub const COMMON_COLUMNS: &[&str] = &[
     "host",
     "user_agent",
     "accept",
+    "user_id",
+    "game_id",
+    "client_ts",
+    "event_ts",
     "raw_event",
     "plugin_version",
     "source_partition",
@@ -37,7 +41,15 @@ pub const MAX_COLUMNS: usize = 256;
 pub const MAX_DESCRIPTION_BYTES: usize = 1 << 10;
 
 /// Path prefixes the API keeps for itself.
-pub const RESERVED_PATHS: &[&str] = &["/events", "/healthz", "/readyz", "/metrics", "/plugins"];
+pub const RESERVED_PATHS: &[&str] = &[
+    "/events",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/plugins",
+    "/v1",
+    "/openapi.json",
+];
 
 #[derive(Debug, Clone, Copy)]
 pub struct Contract {
@@ -440,6 +452,9 @@ mod tests {
             ("PATCH", "/x"),
             ("POST", "x"),
             ("POST", "/events/{t}"),
+            ("POST", "/v1/batch"),
+            ("GET", "/v1"),
+            ("GET", "/openapi.json"),
             ("POST", "/a/{b"),
             ("POST", "/a/{b}/{b}"),
         ] {

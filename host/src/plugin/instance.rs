@@ -62,6 +62,23 @@ impl Default for Gate {
     }
 }
 
+impl Gate {
+    /// A permit to run `validate`, waiting for one; `None` when
+    /// [`MAX_WAITING`] requests wait already.
+    async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if let Ok(p) = self.permits.try_acquire() {
+            return Some(p);
+        }
+        if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING as u64 {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        let p = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        p.ok()
+    }
+}
+
 /// A batch of raw events in one buffer, the contract's batch shape: event
 /// `i` is `data[ends[i-1]..ends[i]]`. Passed to the plugin without copying.
 #[derive(Debug, Clone)]
@@ -331,24 +348,34 @@ impl LoadedPlugin {
         if memoize && let Some(known) = self.memo.get(fields) {
             return Some(known);
         }
-        let permit = match self.gate.permits.try_acquire() {
-            Ok(p) => p,
-            Err(_) => {
-                if self.gate.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_WAITING as u64 {
-                    self.gate.waiting.fetch_sub(1, Ordering::Relaxed);
-                    return None;
-                }
-                let p = self.gate.permits.acquire().await;
-                self.gate.waiting.fetch_sub(1, Ordering::Relaxed);
-                p.ok()?
-            }
-        };
+        let permit = self.gate.enter().await?;
         let (result, faulted) = self.validate_call(fields);
         drop(permit);
         if memoize && !faulted {
             self.memo.put(fields, &result);
         }
         Some(result)
+    }
+
+    /// [`LoadedPlugin::validate_gated`] for the events of one batch: one
+    /// wait for the [`Gate`], then each input (memoized); `None` when too
+    /// many requests wait for the plugin already.
+    pub async fn validate_many_gated(&self, inputs: &[&str]) -> Option<Vec<Validated>> {
+        let mut out: Vec<Option<Validated>> = inputs.iter().map(|i| self.memo.get(i)).collect();
+        if out.iter().any(Option::is_none) {
+            let permit = self.gate.enter().await?;
+            for (slot, input) in out.iter_mut().zip(inputs) {
+                if slot.is_none() {
+                    let (result, faulted) = self.validate_call(input);
+                    if !faulted {
+                        self.memo.put(input, &result);
+                    }
+                    *slot = Some(result);
+                }
+            }
+            drop(permit);
+        }
+        Some(out.into_iter().flatten().collect())
     }
 
     /// The Wasm call of `validate`, and whether it faulted.

@@ -140,7 +140,11 @@ pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String,
                 ));
             }
             Dialect::Trino => {
-                let first_day = t.partitions.iter().next().map_or("2020-01-01", String::as_str);
+                let first_day = t
+                    .partitions
+                    .iter()
+                    .next()
+                    .map_or("2020-01-01", String::as_str);
                 out.push_str(&format!(
                     "CREATE TABLE IF NOT EXISTS hive.default.{name} (\n{},\n  \"dt\" varchar WITH (\n    partition_projection_type = 'DATE',\n    partition_projection_format = 'yyyy-MM-dd',\n    partition_projection_range = ARRAY['{first_day}', 'NOW']\n  )\n)\nWITH (\n  external_location = '{trino_location}',\n  format = 'PARQUET',\n  partitioned_by = ARRAY['dt'],\n  partition_projection_enabled = true,\n  partition_projection_location_template = '{trino_location}/dt=${{dt}}'\n);\n",
                     columns.join(",\n"),

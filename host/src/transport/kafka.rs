@@ -191,6 +191,49 @@ impl Transport for KafkaTransport {
         }
     }
 
+    /// Every record enqueued at once, then one bound for all their
+    /// acknowledgements (no timer per record).
+    async fn publish_many(
+        &self,
+        records: &[(&[u8], Vec<u8>)],
+    ) -> Vec<Result<Position, PublishError>> {
+        use futures::StreamExt;
+        let mut out: Vec<Option<Result<Position, PublishError>>> =
+            (0..records.len()).map(|_| None).collect();
+        let waiting = futures::stream::FuturesUnordered::new();
+        for (i, (key, payload)) in records.iter().enumerate() {
+            let record = FutureRecord::to(&self.topic).key(*key).payload(payload);
+            match self.producer.send_result(record) {
+                Ok(delivery) => waiting.push(async move { (i, delivery.await) }),
+                Err((e, _)) => out[i] = Some(Err(classify(e, payload.len(), self.ack_timeout))),
+            }
+        }
+        let mut waiting = waiting;
+        let bound = tokio::time::sleep(self.ack_timeout + Duration::from_millis(500));
+        tokio::pin!(bound);
+        loop {
+            tokio::select! {
+                next = waiting.next() => match next {
+                    Some((i, delivered)) => {
+                        out[i] = Some(match delivered {
+                            Err(_canceled) => Err(PublishError::Failed("the producer was dropped".into())),
+                            Ok(Err((e, _))) => Err(classify(e, records[i].1.len(), self.ack_timeout)),
+                            Ok(Ok(d)) => Ok(Position { partition: d.partition, offset: d.offset }),
+                        });
+                    }
+                    None => break,
+                },
+                _ = &mut bound => {
+                    self.reachable.store(false, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or(Err(PublishError::Timeout(self.ack_timeout))))
+            .collect()
+    }
+
     fn writable(&self) -> bool {
         self.reachable.load(Ordering::Relaxed)
     }

@@ -45,6 +45,19 @@ pub trait Transport: Send + Sync + 'static {
         payload: Vec<u8>,
     ) -> impl std::future::Future<Output = Result<Position, PublishError>> + Send;
 
+    /// Publishes many records at once (a batch request's); resolves when
+    /// each is durable or failed, a result per record in order.
+    fn publish_many(
+        &self,
+        records: &[(&[u8], Vec<u8>)],
+    ) -> impl std::future::Future<Output = Vec<Result<Position, PublishError>>> + Send {
+        futures::future::join_all(
+            records
+                .iter()
+                .map(|(key, payload)| self.publish(key, payload.clone())),
+        )
+    }
+
     /// Whether records can be published right now, from what the transport
     /// already knows (for `/readyz`; no blocking request per call).
     fn writable(&self) -> bool;
@@ -67,6 +80,16 @@ impl Transport for AnyTransport {
         match self {
             AnyTransport::Kafka(k) => k.publish(key, payload).await,
             AnyTransport::Embedded(e) => e.publish(key, payload).await,
+        }
+    }
+
+    async fn publish_many(
+        &self,
+        records: &[(&[u8], Vec<u8>)],
+    ) -> Vec<Result<Position, PublishError>> {
+        match self {
+            AnyTransport::Kafka(k) => k.publish_many(records).await,
+            AnyTransport::Embedded(e) => e.publish_many(records).await,
         }
     }
 

@@ -94,6 +94,58 @@ pub struct CommitRecord {
     /// RFC 3339.
     pub committed_at: String,
     pub files: Vec<CommittedFile>,
+    /// Deduplication state committed with the range ([`super::dedup`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupFiles>,
+}
+
+/// The deduplication files of a commit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupFiles {
+    /// The client-named ids this range routed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<CommittedFile>,
+    /// A snapshot of the whole window, written with this commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<CommittedFile>,
+    /// The newest snapshot at or before this record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<SnapshotRef>,
+}
+
+/// Where a snapshot is, and the position it is the window of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    pub tmp: String,
+    pub path: String,
+    /// The ids routed before this position.
+    pub upto: i64,
+}
+
+/// Deduplication state to commit with a range.
+#[derive(Debug, Default, Clone)]
+pub struct PendingDedup {
+    /// The range's client-named ids (an ids file).
+    pub ids: Option<(u64, Bytes)>,
+    /// A snapshot of the window as of `upto`: (upto, count, bytes).
+    pub snapshot: Option<(i64, u64, Bytes)>,
+}
+
+impl PendingDedup {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_none() && self.snapshot.is_none()
+    }
+}
+
+impl CommitRecord {
+    /// Every file of the record: the tables' and the deduplication state's.
+    pub fn all_files(&self) -> impl Iterator<Item = &CommittedFile> {
+        let dedup = self
+            .dedup
+            .iter()
+            .flat_map(|d| d.ids.iter().chain(d.snapshot.iter()));
+        self.files.iter().chain(dedup)
+    }
 }
 
 /// The head of a chain: which source it belongs to and where it starts.
@@ -307,6 +359,11 @@ impl Commits {
 
     fn inflight_dir(&self, partition: i32) -> String {
         format!("{META_DIR}/inflight/{}/{partition}", self.source)
+    }
+
+    /// Where a partition's deduplication files go.
+    pub fn dedup_dir(&self, partition: i32) -> String {
+        format!("{META_DIR}/dedup/{}/{partition}", self.source)
     }
 
     fn record_path(&self, partition: i32, chain: u32, start: i64) -> String {
@@ -589,8 +646,7 @@ impl Commits {
         let (starts, end) = part.walk();
         for s in &starts {
             let r = &part.records[s];
-            if r.files
-                .iter()
+            if r.all_files()
                 .any(|f| inflight.iter().any(|(p, _)| *p == f.tmp))
             {
                 self.finish(r)?;
@@ -677,7 +733,7 @@ impl Commits {
     /// Moves the files of `record` that are still in progress. A file that
     /// is gone from both names is reported, not retried.
     fn finish(&self, record: &CommitRecord) -> Result<(), CommitError> {
-        for f in &record.files {
+        for f in record.all_files() {
             match self.wh.rename(&f.tmp, &f.path)? {
                 Moved::Moved => {
                     tracing::debug!(file = %f.path, "moved to its final name");
@@ -721,16 +777,44 @@ impl Commits {
         files: &[PendingFile],
         give_up: &dyn Fn() -> bool,
     ) -> Result<(CommitOutcome, CommitRecord), CommitError> {
-        let (seq, source_id, chain_end, unfinished) = {
+        self.commit_with(
+            partition,
+            start,
+            end,
+            files,
+            &PendingDedup::default(),
+            give_up,
+        )
+    }
+
+    /// [`Commits::commit`] with deduplication state, published with the
+    /// range (the record names the files; they move with the tables').
+    pub fn commit_with(
+        &self,
+        partition: i32,
+        start: i64,
+        end: i64,
+        files: &[PendingFile],
+        dedup: &PendingDedup,
+        give_up: &dyn Fn() -> bool,
+    ) -> Result<(CommitOutcome, CommitRecord), CommitError> {
+        let (seq, source_id, chain_end, unfinished, base) = {
             let mut parts = self.parts();
             let part = parts
                 .get_mut(&partition)
                 .ok_or(CommitError::NotTaken(partition))?;
+            let base = part
+                .walk()
+                .0
+                .last()
+                .and_then(|s| part.records[s].dedup.as_ref())
+                .and_then(|d| d.base.clone());
             (
                 part.head.chain,
                 part.head.source_id.clone(),
                 part.end,
                 std::mem::take(&mut part.unfinished),
+                base,
             )
         };
         for r in &unfinished {
@@ -753,6 +837,7 @@ impl Commits {
             nonce: nonce.clone(),
             committed_at: now_rfc3339(),
             files: Vec::with_capacity(files.len()),
+            dedup: None,
         };
         if start != chain_end {
             // The chain moved (this writer's view is stale): recover.
@@ -774,6 +859,50 @@ impl Commits {
                 rows: f.rows,
                 bytes: f.data.len() as u64,
             });
+        }
+        if !dedup.is_empty() || base.is_some() {
+            let dir = self.dedup_dir(partition);
+            let mut state = DedupFiles {
+                ids: None,
+                snapshot: None,
+                base,
+            };
+            let parts: [(&str, &str, Option<(u64, &Bytes)>); 2] = [
+                ("ids", "ids", dedup.ids.as_ref().map(|(n, b)| (*n, b))),
+                (
+                    "snap",
+                    "snap",
+                    dedup.snapshot.as_ref().map(|(_, n, b)| (*n, b)),
+                ),
+            ];
+            for (kind, ext, data) in parts {
+                let Some((count, data)) = data else { continue };
+                let tmp = format!("{inflight}/c{seq:06}-{start:020}-{nonce}-{kind}.bin");
+                if let Err(e) = self.wh.write(&tmp, data.clone()) {
+                    let _ = self.wh.remove(&tmp);
+                    record.dedup = Some(state);
+                    self.remove_files(&record);
+                    return Err(e.into());
+                }
+                let file = CommittedFile {
+                    table: String::new(),
+                    tmp,
+                    path: format!("{dir}/c{seq:06}-{start:020}.{ext}"),
+                    rows: count,
+                    bytes: data.len() as u64,
+                };
+                if kind == "ids" {
+                    state.ids = Some(file);
+                } else {
+                    state.base = Some(SnapshotRef {
+                        tmp: file.tmp.clone(),
+                        path: file.path.clone(),
+                        upto: dedup.snapshot.as_ref().map_or(start, |(u, _, _)| *u),
+                    });
+                    state.snapshot = Some(file);
+                }
+            }
+            record.dedup = Some(state);
         }
         faults::abort_at("after_tmp");
         faults::stop_at("stop_before_publish");
@@ -971,7 +1100,7 @@ impl Commits {
 
     /// Removes an attempt's in-flight files (best effort).
     fn remove_files(&self, record: &CommitRecord) {
-        for f in &record.files {
+        for f in record.all_files() {
             if let Err(e) = self.wh.remove(&f.tmp) {
                 tracing::debug!("removing {}: {e}", f.tmp);
             }
@@ -982,7 +1111,7 @@ impl Commits {
     /// low-water mark at the oldest kept one, then deletes what lies below
     /// it (older chains' and pre-chain records included, a batch at a time).
     pub fn prune(&self, partition: i32) -> Result<(), CommitError> {
-        let (seq, starts, end, unfinished) = {
+        let (seq, starts, end, unfinished, floor) = {
             let parts = self.parts();
             let Some(part) = parts.get(&partition) else {
                 return Ok(());
@@ -991,14 +1120,40 @@ impl Commits {
             let unfinished: Vec<String> = part
                 .unfinished
                 .iter()
-                .flat_map(|r| r.files.iter().map(|f| f.tmp.clone()))
+                .flat_map(|r| r.all_files().map(|f| f.tmp.clone()))
                 .collect();
-            (part.head.chain, starts, end, unfinished)
+            // Deduplication state: the newest base snapshot and every ids
+            // file after it stay (without a base: every ids file).
+            let base = starts
+                .last()
+                .and_then(|s| part.records[s].dedup.as_ref())
+                .and_then(|d| d.base.as_ref())
+                .map(|b| b.upto);
+            let floor = base.or_else(|| {
+                starts
+                    .iter()
+                    .find(|s| {
+                        part.records[*s]
+                            .dedup
+                            .as_ref()
+                            .is_some_and(|d| d.ids.is_some())
+                    })
+                    .copied()
+            });
+            (part.head.chain, starts, end, unfinished, floor)
         };
         if starts.len() <= self.keep {
             return Ok(());
         }
-        let low = starts[starts.len() - self.keep];
+        let mut low = starts[starts.len() - self.keep];
+        if let Some(floor) = floor {
+            // The first record at or after the floor.
+            let kept = starts.iter().find(|s| **s >= floor).copied().unwrap_or(end);
+            low = low.min(kept);
+        }
+        if low <= starts[0] {
+            return Ok(());
+        }
         let dir = self.dir(partition);
         let marker = serde_json::json!({ "low": low, "at": now_rfc3339(), "writer": self.writer });
         // The mark is durable before anything below it goes.
@@ -1024,6 +1179,32 @@ impl Commits {
                 deleted += 1;
                 if deleted >= PRUNE_BATCH {
                     break;
+                }
+            }
+        }
+        // Deduplication files of pruned records, and of older chains.
+        let dedup_dir = self.dedup_dir(partition);
+        if deleted < PRUNE_BATCH
+            && let Ok(entries) = self.wh.list(&dedup_dir)
+        {
+            for e in entries.iter().filter(|e| !e.is_dir) {
+                let Some((c, start)) = e
+                    .name
+                    .strip_prefix('c')
+                    .and_then(|n| n.split_once('-'))
+                    .and_then(|(c, rest)| {
+                        let (start, _) = rest.split_once('.')?;
+                        Some((c.parse::<u32>().ok()?, start.parse::<i64>().ok()?))
+                    })
+                else {
+                    continue;
+                };
+                if c < seq || (c == seq && start < low) {
+                    self.wh.remove(&format!("{dedup_dir}/{}", e.name))?;
+                    deleted += 1;
+                    if deleted >= PRUNE_BATCH {
+                        break;
+                    }
                 }
             }
         }
@@ -1297,6 +1478,7 @@ mod tests {
                 nonce: String::new(),
                 committed_at: now_rfc3339(),
                 files: vec![],
+                dedup: None,
             };
             wh.write(
                 &format!("{META_DIR}/commits/events/1/{s:020}.json"),

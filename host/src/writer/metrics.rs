@@ -36,6 +36,19 @@ pub const GAP_RECORDS: &str = "eventsift_writer_gap_records_total";
 /// Partitions assigned to this writer that it refuses to consume (their
 /// chain does not fit the source; see the log).
 pub const PARTITIONS_STOPPED: &str = "eventsift_writer_partitions_stopped";
+/// Records dropped as retries of an event already routed (same
+/// client-named id within the partition's window).
+pub const DUPLICATES: &str = "eventsift_writer_duplicates_dropped_total";
+/// Client-named ids remembered, by `partition`.
+pub const DEDUP_IDS: &str = "eventsift_writer_dedup_ids";
+/// Event time the deduplication window spans, by `partition`: below
+/// `--dedup-window` when the id or memory bound ends it.
+pub const DEDUP_SPAN: &str = "eventsift_writer_dedup_window_seconds";
+/// Ids that left the window, by `reason`: `time` (older than the window)
+/// or `bound` (the id or memory cap, before their time).
+pub const DEDUP_EVICTED: &str = "eventsift_writer_dedup_evicted_total";
+/// Deduplication files named by commit records but damaged or gone.
+pub const DEDUP_STATE_MISSING: &str = "eventsift_writer_dedup_state_missing_total";
 /// Orphaned in-flight files removed at recovery.
 pub const ORPHANS: &str = "eventsift_writer_orphans_removed_total";
 /// Committed files found missing under both names (deleted by hand).

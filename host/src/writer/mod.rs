@@ -11,6 +11,7 @@
 //! commit records.
 
 pub mod commit;
+pub mod dedup;
 pub mod metrics;
 pub mod router;
 pub mod schemas;
@@ -64,6 +65,8 @@ pub struct WriterConfig {
     pub take: TakeOptions,
     /// Bound on each HDFS call.
     pub warehouse_timeout: Duration,
+    /// Deduplication of client-named events per partition.
+    pub dedup: dedup::DedupLimits,
 }
 
 impl Default for WriterConfig {
@@ -80,6 +83,7 @@ impl Default for WriterConfig {
             keep_records: commit::DEFAULT_KEEP_RECORDS,
             take: TakeOptions::default(),
             warehouse_timeout: warehouse::DEFAULT_TIMEOUT,
+            dedup: dedup::DedupLimits::default(),
         }
     }
 }
@@ -617,12 +621,22 @@ fn run(
             .name("writer-source".into())
             .spawn(move || pump(source, pumped_tx, commands_rx, accept_gaps, &stop, &status))?
     };
+    // Snapshots come often enough that pruning keeps the records after one.
+    let dedup_limits = dedup::DedupLimits {
+        snapshot_every: config
+            .dedup
+            .snapshot_every
+            .min(config.keep_records / 2)
+            .max(1),
+        ..config.dedup
+    };
     let mut router = Router::new(
         registry,
         schemas,
         config.plugin_wait,
         config.max_record_bytes,
-    );
+    )
+    .with_dedup(dedup_limits);
 
     // Per consumed partition: the next source position to route, the
     // generation its chunks carry, and the sink's epoch.
@@ -657,13 +671,34 @@ fn run(
             }
             while let Ok(msg) = feedback.try_recv() {
                 match msg {
-                    FromSink::Committed { partition, next } => {
-                        let _ = commands.send(PumpCommand::Committed(partition, next));
-                        status.committed.lock().unwrap().insert(partition, next);
+                    FromSink::Committed {
+                        partition,
+                        next: committed,
+                        snapshot,
+                    } => {
+                        let _ = commands.send(PumpCommand::Committed(partition, committed));
+                        status
+                            .committed
+                            .lock()
+                            .unwrap()
+                            .insert(partition, committed);
+                        if let Some(&(_, _, epoch)) = next.get(&partition)
+                            && let Some((count, data)) =
+                                router.committed(partition, committed, snapshot)
+                        {
+                            send(ToSink::Snapshot {
+                                partition,
+                                epoch,
+                                upto: committed,
+                                count,
+                                data,
+                            })?;
+                        }
                     }
                     FromSink::Fenced { partition, epoch } => {
                         if next.get(&partition).is_some_and(|(_, _, e)| *e == epoch) {
                             next.remove(&partition);
+                            router.drop_window(partition);
                             let _ = commands.send(PumpCommand::Retake(partition));
                         }
                     }
@@ -677,6 +712,12 @@ fn run(
                 Ok(Pumped::Change(change, generation)) => {
                     match change {
                         Change::Assigned { partition, resume } => {
+                            // The window as the commits left it, read here
+                            // (not in the rebalance callback).
+                            let beat = || Beats::beat(&status.beats.router);
+                            if !router.load_window(partition, &commits, stop, &beat) {
+                                continue;
+                            }
                             next.insert(partition, (resume.source, generation, generation));
                             status
                                 .committed
@@ -692,11 +733,13 @@ fn run(
                         }
                         Change::Revoked { partition } => {
                             next.remove(&partition);
+                            router.drop_window(partition);
                             status.stopped.lock().unwrap().remove(&partition);
                             send(ToSink::Drop { partition })?;
                         }
                         Change::Stopped { partition, reason } => {
                             next.remove(&partition);
+                            router.drop_window(partition);
                             status.stopped.lock().unwrap().insert(partition, reason);
                             send(ToSink::Drop { partition })?;
                         }
@@ -756,7 +799,7 @@ fn run(
                         .increment((first - from) as u64);
                     from = first;
                 }
-                let Some(tables) = router.route(&chunk, from, stop) else {
+                let Some(routed) = router.route(&chunk, from, stop) else {
                     break; // stopping before the chunk was routed: read again later
                 };
                 next.insert(chunk.partition, (last + 1, generation, epoch));
@@ -769,7 +812,8 @@ fn run(
                     partition: chunk.partition,
                     epoch,
                     next: last + 1,
-                    tables,
+                    tables: routed.tables,
+                    ids: routed.ids,
                 })?;
             }
             if last_times.elapsed() >= Duration::from_secs(1) {
@@ -787,7 +831,10 @@ fn run(
     drop(to_sink);
     let sink_times = sink_thread.join();
     while let Ok(msg) = feedback.try_recv() {
-        if let FromSink::Committed { partition, next } = msg {
+        if let FromSink::Committed {
+            partition, next, ..
+        } = msg
+        {
             let _ = commands.send(PumpCommand::Committed(partition, next));
             status.committed.lock().unwrap().insert(partition, next);
         }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::SchemaRef;
 
+use super::dedup::{self, DedupLimits, Window};
 use super::schemas::{SchemaError, Schemas};
 use super::source::Chunk;
 use super::table::{self, Decoded, RejectedRows, Rejection, RowSource, Stage};
@@ -43,6 +44,40 @@ struct Known {
     admitted: Option<Result<(), String>>,
 }
 
+/// What the router keeps per partition for deduplication.
+struct PartDedup {
+    window: Window,
+    /// Commits since the newest snapshot.
+    since_snapshot: usize,
+    /// A snapshot was sent and its commit has not come back yet.
+    snapshot_pending: bool,
+    /// Whether the partition has deduplication state at all.
+    any: bool,
+    ids: metrics::Gauge,
+    span: metrics::Gauge,
+}
+
+impl PartDedup {
+    fn new(partition: i32, window: Window) -> Self {
+        let p = partition.to_string();
+        PartDedup {
+            window,
+            since_snapshot: 0,
+            snapshot_pending: false,
+            any: false,
+            ids: metrics::gauge!(super::metrics::DEDUP_IDS, "partition" => p.clone()),
+            span: metrics::gauge!(super::metrics::DEDUP_SPAN, "partition" => p),
+        }
+    }
+}
+
+/// What routing a chunk produced.
+pub struct Routed {
+    pub tables: Vec<TableBatch>,
+    /// Client-named ids seen for the first time (id, event µs).
+    pub ids: Vec<(u128, i64)>,
+}
+
 pub struct Router {
     registry: Arc<Registry>,
     tables: Arc<Schemas>,
@@ -52,6 +87,8 @@ pub struct Router {
     unknown_since: HashMap<String, Instant>,
     known: HashMap<usize, Known>,
     rejected_table: Arc<str>,
+    dedup: DedupLimits,
+    windows: HashMap<i32, PartDedup>,
     pub times: RouteTimes,
 }
 
@@ -70,8 +107,101 @@ impl Router {
             unknown_since: HashMap::new(),
             known: HashMap::new(),
             rejected_table: Arc::from(table::REJECTED_TABLE),
+            dedup: DedupLimits::default(),
+            windows: HashMap::new(),
             times: RouteTimes::default(),
         }
+    }
+
+    /// Sets the deduplication bounds (before any partition is routed).
+    pub fn with_dedup(mut self, limits: DedupLimits) -> Self {
+        self.dedup = limits;
+        self
+    }
+
+    /// Reads `partition`'s deduplication window from its commits (retried
+    /// while the warehouse fails); false when stopping first.
+    pub fn load_window(
+        &mut self,
+        partition: i32,
+        commits: &super::commit::Commits,
+        stop: &AtomicBool,
+        beat: &dyn Fn(),
+    ) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        let loaded = loop {
+            beat();
+            match dedup::load(commits, partition, &self.dedup) {
+                Ok(l) => break l,
+                Err(e) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    tracing::warn!(partition, "reading the deduplication state (retrying): {e}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        for m in &loaded.missing {
+            ::metrics::counter!(super::metrics::DEDUP_STATE_MISSING).increment(1);
+            tracing::error!(
+                partition,
+                "deduplication state is damaged or gone ({m}): retries of the events it named \
+                 are no longer recognized"
+            );
+        }
+        if loaded.any {
+            tracing::info!(
+                partition,
+                ids = loaded.window.len(),
+                "deduplication window read ({} commits after its snapshot)",
+                loaded.since_snapshot
+            );
+        }
+        let mut part = PartDedup::new(partition, loaded.window);
+        part.since_snapshot = loaded.since_snapshot;
+        part.any = loaded.any;
+        part.ids.set(part.window.len() as f64);
+        self.windows.insert(partition, part);
+        true
+    }
+
+    /// Forgets `partition`'s window (revoked, stopped, or to be read again).
+    pub fn drop_window(&mut self, partition: i32) {
+        self.windows.remove(&partition);
+    }
+
+    /// After a commit of `partition` up to `next`: a snapshot of its window
+    /// as of `next` when one is due, as (count, bytes).
+    pub fn committed(
+        &mut self,
+        partition: i32,
+        next: i64,
+        snapshot: bool,
+    ) -> Option<(u64, bytes::Bytes)> {
+        let every = self.dedup.snapshot_every.max(1);
+        let part = self.windows.get_mut(&partition)?;
+        if snapshot {
+            part.since_snapshot = 0;
+            part.snapshot_pending = false;
+        } else {
+            part.since_snapshot += 1;
+        }
+        if !part.any || part.snapshot_pending || part.since_snapshot < every {
+            return None;
+        }
+        part.snapshot_pending = true;
+        let data = part.window.snapshot(next);
+        let count = (data.len().saturating_sub(20) / 24) as u64;
+        Some((count, data))
+    }
+
+    /// The window's memory over all partitions (for the benchmark).
+    pub fn dedup_memory(&self) -> (usize, usize) {
+        self.windows.values().fold((0, 0), |(n, b), p| {
+            (n + p.window.len(), b + p.window.memory_bytes())
+        })
     }
 
     fn known(&mut self, plugin: &Arc<LoadedPlugin>) -> &mut Known {
@@ -183,13 +313,10 @@ impl Router {
     }
 
     /// Routes the records of `chunk` at or after `from`; `None` when
-    /// stopping before it could (nothing of the chunk was routed).
-    pub fn route(
-        &mut self,
-        chunk: &Chunk,
-        from: i64,
-        stop: &AtomicBool,
-    ) -> Option<Vec<TableBatch>> {
+    /// stopping before it could (nothing of the chunk was routed). A record
+    /// whose client-named id the partition's window has seen is a retry
+    /// of one routed before: it is dropped (and counted).
+    pub fn route(&mut self, chunk: &Chunk, from: i64, stop: &AtomicBool) -> Option<Routed> {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
@@ -205,6 +332,56 @@ impl Router {
         self.wait_for_plugins(&decoded);
         let snapshot = self.registry.snapshot();
 
+        // Retries: the ids this partition has routed before.
+        let mut new_ids: Vec<(u128, i64)> = Vec::new();
+        let mut duplicate = vec![false; decoded.len()];
+        let limits = self.dedup;
+        let window = self
+            .windows
+            .entry(partition)
+            .or_insert_with(|| PartDedup::new(partition, Window::new(&limits)));
+        let bound_before = window.window.evicted;
+        for (i, d) in decoded.iter().enumerate() {
+            let Ok(d) = d else { continue };
+            let Some(id) = dedup::derived_id(&d.head.event_id) else {
+                continue;
+            };
+            if window.window.seen(id, d.micros, chunk.offsets[first + i]) {
+                duplicate[i] = true;
+            } else {
+                new_ids.push((id, d.micros));
+            }
+        }
+        let dups = duplicate.iter().filter(|d| **d).count();
+        if dups > 0 {
+            metrics::counter!(super::metrics::DUPLICATES).increment(dups as u64);
+        }
+        if !new_ids.is_empty() || dups > 0 {
+            window.any = true;
+            let after = window.window.evicted;
+            if after.by_time > bound_before.by_time {
+                metrics::counter!(super::metrics::DEDUP_EVICTED, "reason" => "time")
+                    .increment(after.by_time - bound_before.by_time);
+            }
+            if after.by_bound > bound_before.by_bound {
+                metrics::counter!(super::metrics::DEDUP_EVICTED, "reason" => "bound")
+                    .increment(after.by_bound - bound_before.by_bound);
+            }
+            if let Some(span) = window.window.cut_short(bound_before.by_bound) {
+                tracing::warn!(
+                    partition,
+                    "the deduplication window is cut to {} by its bound ({} ids, {} MiB): \
+                     retries of older events are not recognized; raise --dedup-max-ids or \
+                     --dedup-max-mib",
+                    humantime::format_duration(Duration::from_secs(span.as_secs())),
+                    limits.max_ids.min(limits.max_bytes / dedup::ENTRY_BYTES),
+                    limits.max_bytes >> 20
+                );
+            }
+            window.ids.set(window.window.len() as f64);
+            window.span.set(window.window.span().as_secs_f64());
+        }
+
         let mut rejected = RejectedRows::default();
         let mut counts: HashMap<Stage, u64> = HashMap::new();
         let mut reject = |rows: &mut RejectedRows, r: Rejection<'_>| {
@@ -214,6 +391,9 @@ impl Router {
         // Group record indices (into `decoded`) by plugin.
         let mut groups: Vec<(Arc<LoadedPlugin>, Vec<usize>)> = Vec::new();
         for (i, d) in decoded.iter().enumerate() {
+            if duplicate[i] {
+                continue;
+            }
             let offset = chunk.offsets[first + i];
             let raw = chunk.get(first + i);
             match d {
@@ -228,6 +408,8 @@ impl Router {
                         raw,
                         partition,
                         offset,
+                        user_id: None,
+                        host: None,
                     },
                 ),
                 Ok(d) => match snapshot.get(&d.head.event_type) {
@@ -248,6 +430,8 @@ impl Router {
                                 raw,
                                 partition,
                                 offset,
+                                user_id: d.head.user_id.as_deref(),
+                                host: d.head.host.as_deref(),
                             },
                         )
                     }
@@ -257,7 +441,14 @@ impl Router {
 
         let mut admitted = Vec::with_capacity(groups.len());
         for (plugin, _) in &groups {
-            admitted.push(self.admitted(plugin, stop)?);
+            match self.admitted(plugin, stop) {
+                Some(a) => admitted.push(a),
+                None => {
+                    // Not routed: the window must not keep this chunk's ids.
+                    self.windows.remove(&partition);
+                    return None;
+                }
+            }
         }
         let mut out = Vec::new();
         for ((plugin, idx), admitted) in groups.into_iter().zip(admitted) {
@@ -276,6 +467,8 @@ impl Router {
                             raw: chunk.get(first + i),
                             partition,
                             offset: chunk.offsets[first + i],
+                            user_id: d.and_then(|d| d.head.user_id.as_deref()),
+                            host: d.and_then(|d| d.head.host.as_deref()),
                         },
                     );
                 }
@@ -312,6 +505,8 @@ impl Router {
                         raw: chunk.get(first + i),
                         partition,
                         offset: chunk.offsets[first + i],
+                        user_id: d.and_then(|d| d.head.user_id.as_deref()),
+                        host: d.and_then(|d| d.head.host.as_deref()),
                     },
                 );
             }
@@ -342,6 +537,14 @@ impl Router {
                         raw: chunk.get(first + i),
                         partition,
                         offset: chunk.offsets[first + i],
+                        user_id: decoded[i]
+                            .as_ref()
+                            .ok()
+                            .and_then(|d| d.head.user_id.as_deref()),
+                        host: decoded[i]
+                            .as_ref()
+                            .ok()
+                            .and_then(|d| d.head.host.as_deref()),
                     },
                 );
             }
@@ -368,6 +571,8 @@ impl Router {
                                     raw: r.decoded.raw.as_bytes(),
                                     partition,
                                     offset: r.offset,
+                                    user_id: r.decoded.head.user_id.as_deref(),
+                                    host: r.decoded.head.host.as_deref(),
                                 },
                             );
                         }
@@ -393,7 +598,10 @@ impl Router {
         if self.known.len() > 64 {
             self.known.retain(|_, k| Arc::strong_count(&k.plugin) > 1);
         }
-        Some(out)
+        Some(Routed {
+            tables: out,
+            ids: new_ids,
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::Status;
-use super::commit::{CommitError, CommitOutcome, Commits, PendingFile};
+use super::commit::{CommitError, CommitOutcome, Commits, PendingDedup, PendingFile};
 use super::metrics as m;
 use super::router::TableBatch;
 use super::table;
@@ -38,11 +38,23 @@ pub enum ToSink {
         start: i64,
     },
     /// Rows of `partition`; everything before `next` has been routed.
+    /// `ids`: the client-named event ids routed (id, event µs), committed
+    /// with the rows.
     Chunk {
         partition: i32,
         epoch: u64,
         next: i64,
         tables: Vec<TableBatch>,
+        ids: Vec<(u128, i64)>,
+    },
+    /// A snapshot of `partition`'s deduplication window as of `upto` (a
+    /// committed position), to commit with its next range.
+    Snapshot {
+        partition: i32,
+        epoch: u64,
+        upto: i64,
+        count: u64,
+        data: Bytes,
     },
     /// The partition was revoked: drop what is buffered for it.
     Drop { partition: i32 },
@@ -56,12 +68,11 @@ pub enum FromSink {
     Committed {
         partition: i32,
         next: i64,
+        /// Whether a deduplication snapshot was committed with it.
+        snapshot: bool,
     },
     /// Another writer committed the partition first; recover it.
-    Fenced {
-        partition: i32,
-        epoch: u64,
-    },
+    Fenced { partition: i32, epoch: u64 },
 }
 
 /// Rotation and memory caps.
@@ -86,6 +97,10 @@ struct Part {
     next: i64,
     files: Vec<OpenFile>,
     rows: u64,
+    /// Client-named ids routed since `start`.
+    ids: Vec<(u128, i64)>,
+    /// A deduplication snapshot to commit with the next range.
+    snapshot: Option<(i64, u64, Bytes)>,
 }
 
 /// Time spent by the sink (for the benchmark's breakdown).
@@ -188,15 +203,36 @@ impl Sink {
                             next: start,
                             files: Vec::new(),
                             rows: 0,
+                            ids: Vec::new(),
+                            snapshot: None,
                         },
                     );
+                }
+                Ok(ToSink::Snapshot {
+                    partition,
+                    epoch,
+                    upto,
+                    count,
+                    data,
+                }) => {
+                    if let Some(part) = self.parts.get_mut(&partition)
+                        && part.epoch == epoch
+                    {
+                        part.snapshot = Some((upto, count, data));
+                    }
                 }
                 Ok(ToSink::Chunk {
                     partition,
                     epoch,
                     next,
                     tables,
+                    ids,
                 }) => {
+                    if let Some(part) = self.parts.get_mut(&partition)
+                        && part.epoch == epoch
+                    {
+                        part.ids.extend(ids);
+                    }
                     if self.append(partition, epoch, next, tables) {
                         self.flush(partition);
                     }
@@ -273,7 +309,8 @@ impl Sink {
             .values()
             .flat_map(|p| &p.files)
             .map(|f| f.writer.memory_size() + f.writer.inner().len())
-            .sum()
+            .sum::<usize>()
+            + self.parts.values().map(|p| p.ids.len() * 24).sum::<usize>()
     }
 
     fn flush_all(&mut self) {
@@ -342,6 +379,16 @@ impl Sink {
             }
         }
         part.rows = 0;
+        let dedup = PendingDedup {
+            ids: (!part.ids.is_empty()).then(|| {
+                (
+                    part.ids.len() as u64,
+                    super::dedup::encode(&std::mem::take(&mut part.ids)),
+                )
+            }),
+            snapshot: part.snapshot.take(),
+        };
+        let carries_snapshot = dedup.snapshot.is_some();
         self.times.encode += t0.elapsed();
 
         let t1 = Instant::now();
@@ -350,7 +397,7 @@ impl Sink {
         let outcome = loop {
             match self
                 .commits
-                .commit(partition, start, end, &pending, &give_up)
+                .commit_with(partition, start, end, &pending, &dedup, &give_up)
             {
                 Ok((outcome, _)) => break Some(outcome),
                 Err(e @ CommitError::Unresolved(_)) => {
@@ -410,6 +457,7 @@ impl Sink {
                 let _ = self.feedback.send(FromSink::Committed {
                     partition,
                     next: end,
+                    snapshot: carries_snapshot,
                 });
             }
             CommitOutcome::Fenced => {

@@ -29,7 +29,7 @@ fn ts_type() -> DataType {
 }
 
 /// Common columns before the plugin's own.
-fn head_fields() -> [Field; 7] {
+fn head_fields() -> [Field; 11] {
     [
         Field::new("event_id", DataType::Utf8, false),
         Field::new("timestamp", ts_type(), false),
@@ -38,6 +38,13 @@ fn head_fields() -> [Field; 7] {
         Field::new("host", DataType::Utf8, true),
         Field::new("user_agent", DataType::Utf8, true),
         Field::new("accept", DataType::Utf8, true),
+        // The player: the request's user_id (the Host header on the seed's
+        // routes, which carry none, stays in `host`).
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("game_id", DataType::Utf8, true),
+        // Device time, and server time corrected by the device's skew.
+        Field::new("client_ts", ts_type(), true),
+        Field::new("event_ts", ts_type(), true),
     ]
 }
 
@@ -89,6 +96,10 @@ pub fn rejected_schema() -> SchemaRef {
                 Field::new("raw_sha256", DataType::Utf8, false),
                 Field::new("source_partition", DataType::Int32, false),
                 Field::new("source_offset", DataType::Int64, false),
+                // The player, when the envelope could be read: deleting a
+                // player's data reaches their rejected records too.
+                Field::new("user_id", DataType::Utf8, true),
+                Field::new("host", DataType::Utf8, true),
             ]))
         })
         .clone()
@@ -111,6 +122,14 @@ pub struct Head<'a> {
     pub user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub accept: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub game_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub client_ts: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub event_ts: Option<Cow<'a, str>>,
 }
 
 /// A decoded record: its envelope head and event time.
@@ -119,6 +138,9 @@ pub struct Decoded<'a> {
     pub head: Head<'a>,
     /// Event time, µs since the Unix epoch (UTC).
     pub micros: i64,
+    /// Device time and skew-corrected time, µs (when the envelope has them).
+    pub client_micros: Option<i64>,
+    pub event_micros: Option<i64>,
     /// The raw record, checked to be UTF-8.
     pub raw: &'a str,
 }
@@ -146,7 +168,23 @@ pub fn decode(payload: &[u8], max_bytes: usize) -> Result<Decoded<'_>, String> {
             head.timestamp
         )
     })?;
-    Ok(Decoded { head, micros, raw })
+    let optional = |name: &str, v: &Option<Cow<'_, str>>| -> Result<Option<i64>, String> {
+        match v {
+            None => Ok(None),
+            Some(t) => parse_timestamp(t)
+                .map(Some)
+                .ok_or_else(|| format!("malformed envelope: {name} {t:?} is not RFC 3339")),
+        }
+    };
+    let client_micros = optional("client_ts", &head.client_ts)?;
+    let event_micros = optional("event_ts", &head.event_ts)?;
+    Ok(Decoded {
+        head,
+        micros,
+        client_micros,
+        event_micros,
+        raw,
+    })
 }
 
 /// The envelope head as the API writes it (fields in its order, strings
@@ -198,6 +236,19 @@ fn fast_head(raw: &str) -> Option<Head<'_>> {
     let user_agent = opt_string(&mut i)?;
     lit(&mut i, b",\"accept\":")?;
     let accept = opt_string(&mut i)?;
+    // Then, each when present, in this order.
+    let mut extra = |key: &[u8]| -> Option<Option<&str>> {
+        if s.get(i..i + key.len()) == Some(key) {
+            i += key.len();
+            Some(Some(string(&mut i)?))
+        } else {
+            Some(None)
+        }
+    };
+    let user_id = extra(b",\"user_id\":")?;
+    let game_id = extra(b",\"game_id\":")?;
+    let client_ts = extra(b",\"client_ts\":")?;
+    let event_ts = extra(b",\"event_ts\":")?;
     matches!(s.get(i), Some(b',' | b'}')).then_some(())?;
     Some(Head {
         event_id: Cow::Borrowed(event_id),
@@ -207,6 +258,10 @@ fn fast_head(raw: &str) -> Option<Head<'_>> {
         host: host.map(Cow::Borrowed),
         user_agent: user_agent.map(Cow::Borrowed),
         accept: accept.map(Cow::Borrowed),
+        user_id: user_id.map(Cow::Borrowed),
+        game_id: game_id.map(Cow::Borrowed),
+        client_ts: client_ts.map(Cow::Borrowed),
+        event_ts: event_ts.map(Cow::Borrowed),
     })
 }
 
@@ -338,6 +393,20 @@ pub fn table_batch(
     arrays.push(text(|h| h.host.as_deref()));
     arrays.push(text(|h| h.user_agent.as_deref()));
     arrays.push(text(|h| h.accept.as_deref()));
+    arrays.push(text(|h| h.user_id.as_deref()));
+    arrays.push(text(|h| h.game_id.as_deref()));
+    for micros in [
+        rows.iter()
+            .map(|r| r.decoded.client_micros)
+            .collect::<Vec<_>>(),
+        rows.iter()
+            .map(|r| r.decoded.event_micros)
+            .collect::<Vec<_>>(),
+    ] {
+        arrays.push(Arc::new(
+            TimestampMicrosecondArray::from(micros).with_timezone("UTC"),
+        ));
+    }
     for col in columns {
         arrays.push(column_array(col, n)?);
     }
@@ -411,6 +480,8 @@ pub struct RejectedRows {
     raw_sha256: StringBuilder,
     partition: Int32Builder,
     offset: Int64Builder,
+    user_id: StringBuilder,
+    host: StringBuilder,
 }
 
 /// One rejected record.
@@ -423,6 +494,9 @@ pub struct Rejection<'a> {
     pub raw: &'a [u8],
     pub partition: i32,
     pub offset: i64,
+    /// The player, when the envelope could be read.
+    pub user_id: Option<&'a str>,
+    pub host: Option<&'a str>,
 }
 
 impl Default for RejectedRows {
@@ -439,6 +513,8 @@ impl Default for RejectedRows {
             raw_sha256: StringBuilder::new(),
             partition: Int32Builder::new(),
             offset: Int64Builder::new(),
+            user_id: StringBuilder::new(),
+            host: StringBuilder::new(),
         }
     }
 }
@@ -465,6 +541,8 @@ impl RejectedRows {
             .append_value(hex::encode(sha2::Sha256::digest(r.raw)));
         self.partition.append_value(r.partition);
         self.offset.append_value(r.offset);
+        self.user_id.append_option(r.user_id);
+        self.host.append_option(r.host);
     }
 
     /// The accumulated rows (all rejected at the same time, hence one day).
@@ -483,6 +561,8 @@ impl RejectedRows {
             Arc::new(self.raw_sha256.finish()),
             Arc::new(self.partition.finish()),
             Arc::new(self.offset.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.host.finish()),
         ];
         RecordBatch::try_new(rejected_schema(), arrays)
     }
@@ -550,20 +630,26 @@ mod tests {
             r#"{"event_id":"a","event_type":"t","plugin_version":null,"timestamp":"2026-11-28T18:00:00.000001Z","host":null,"user_agent":null,"accept":null}"#,
             r#"{"event_id":"a","event_type":"t","plugin_version":"1","timestamp":"2026-11-28T18:00:00.000001Z","host":"h\u00e9","user_agent":null,"accept":null}"#,
             r#"{"event_type":"t","event_id":"a","timestamp":"2026-11-28T18:00:00.000001Z"}"#,
+            r#"{"event_id":"a","event_type":"t","plugin_version":"1","timestamp":"2026-11-28T18:00:00.000001Z","host":"h","user_agent":null,"accept":null,"user_id":"p1","game_id":"g","client_ts":"2026-11-28T17:59:00.000000Z","event_ts":"2026-11-28T17:59:30.000000Z","x":1}"#,
+            r#"{"event_id":"a","event_type":"t","plugin_version":"1","timestamp":"2026-11-28T18:00:00.000001Z","host":"h","user_agent":null,"accept":null,"client_ts":"2026-11-28T17:59:00.000000Z"}"#,
         ];
         for raw in cases {
             let slow: Head<'_> = serde_json::from_str(raw).unwrap();
             let got = decode(raw.as_bytes(), 1024).unwrap().head;
             let key = |h: &Head<'_>| {
                 format!(
-                    "{}|{}|{:?}|{}|{:?}|{:?}|{:?}",
+                    "{}|{}|{:?}|{}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
                     h.event_id,
                     h.event_type,
                     h.plugin_version,
                     h.timestamp,
                     h.host,
                     h.user_agent,
-                    h.accept
+                    h.accept,
+                    h.user_id,
+                    h.game_id,
+                    h.client_ts,
+                    h.event_ts
                 )
             };
             assert_eq!(key(&got), key(&slow), "{raw}");
@@ -571,5 +657,11 @@ mod tests {
         // Escapes take the slow path.
         assert!(fast_head(cases[2]).is_none());
         assert!(fast_head(cases[0]).is_some());
+        let full = fast_head(cases[4]).unwrap();
+        assert_eq!(
+            (full.user_id.as_deref(), full.game_id.as_deref()),
+            (Some("p1"), Some("g"))
+        );
+        assert!(fast_head(cases[5]).unwrap().client_ts.is_some());
     }
 }

@@ -445,8 +445,8 @@ fn bad_requests(api: &TestApi) {
             "GET",
             "/purchase_a_sword/red/1".into(),
             None,
-            404,
-            "no route for GET",
+            405,
+            "/purchase_a_sword/red/1 takes POST",
         ),
     ];
     for (method, path, body, status, expect) in cases {

@@ -782,24 +782,9 @@ fn an_incompatible_version_after_a_restart_is_refused_and_a_damaged_table_spares
 
     // `api` given the warehouse refuses the version at load: no route.
     let api_data = tempfile::tempdir().unwrap();
-    let mut api = Proc::start(
-        &[
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--kafka",
-            bootstrap_static(),
-            "--topic",
-            &topic,
-            "--plugins",
-            s(plugins.path()),
-            "--data-dir",
-            s(api_data.path()),
-            "--warehouse",
-            &warehouse,
-        ],
-        &[],
-    );
+    let mut args = api_args(&topic, plugins.path(), api_data.path());
+    args.extend(["--warehouse", &warehouse]);
+    let mut api = Proc::start(&args, &[]);
     wait_log(
         &api,
         "the refusal",

@@ -22,7 +22,11 @@ use crate::support::*;
 use crate::writer::*;
 
 /// `eventsift serve` on fresh folders, with extra flags.
-fn serve(plugins: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Proc, tempfile::TempDir) {
+pub(crate) fn serve(
+    plugins: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Proc, tempfile::TempDir) {
     let dirs = tempfile::tempdir().unwrap();
     let data = dirs.path().join("data");
     let wh = dirs.path().join("wh");
@@ -590,6 +594,7 @@ fn hostile_plugins_stay_in_their_lane() {
         ("hostile.wasm", artifacts::HOSTILE),
         ("reserved.wasm", artifacts::RESERVED),
         ("wide.wasm", artifacts::WIDE),
+        ("legacy.wasm", artifacts::LEGACY),
     ] {
         drop_in(plugins.path(), name, path, SETTLED);
     }
@@ -612,6 +617,11 @@ fn hostile_plugins_stay_in_their_lane() {
     );
     assert!(
         logs.contains("300 columns declared (at most 256)"),
+        "{logs}"
+    );
+    // A plugin from before user_id became a common column.
+    assert!(
+        logs.contains("column \"user_id\" is a common column the host fills"),
         "{logs}"
     );
     let t = Duration::from_secs(10);

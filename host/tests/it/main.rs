@@ -6,6 +6,7 @@ mod chaos;
 mod crash;
 mod deploy;
 mod exactly_once;
+mod ingest;
 mod limits;
 mod outages;
 mod plugins;

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use eventsift::transport::embedded::EmbeddedLog;
 
@@ -41,19 +41,22 @@ fn statements(ddl: &str) -> Vec<String> {
 /// Appends `n` sword events dated `day` (UTC) to the embedded log at `log`.
 fn sword_days(log: &Path, day: &str, n: usize) {
     let log = EmbeddedLog::open(log).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     for _ in 0..n {
         let env = format!(
             r#"{{"event_id":"{}","event_type":"purchase_sword","plugin_version":"0.1.0","timestamp":"{day}T12:00:00.000000Z","host":"user1.comcast.com","user_agent":null,"accept":null,"color":"red","quantity":1}}"#,
             uuid::Uuid::now_v7()
         );
-        rt.block_on(log.append(b"user1.comcast.com", env.as_bytes())).unwrap();
+        rt.block_on(log.append(b"user1.comcast.com", env.as_bytes()))
+            .unwrap();
     }
 }
 
 /// `serve` over `data` into `warehouse` until it has committed what the log
 /// holds (and, with `seed`, the seed's load sent through the API).
-fn serve_once(data: &Path, warehouse: &str, seed: bool) {
+fn serve_once(data: &Path, warehouse: &str, seed: bool, min_rows: f64) {
     let plugins = plugin_dir(SEED_PLUGINS);
     let mut p = Proc::start(
         &[
@@ -74,7 +77,20 @@ fn serve_once(data: &Path, warehouse: &str, seed: bool) {
     if seed {
         post_all(&p.base, seed_requests());
     }
-    // SIGTERM routes and commits everything the log holds.
+    // Committed what the log holds (SIGTERM before the plugins settle
+    // commits nothing: the next start reads it again).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(p.metric("eventsift_writer_rows_total") >= min_rows
+        && p.get("/readyz").0 == 200
+        && p.metric("eventsift_writer_lag") == 0.0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing committed in 90 s:\n{}",
+            p.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(p.term().success(), "{}", p.logs());
 }
 
@@ -82,7 +98,7 @@ fn serve_once(data: &Path, warehouse: &str, seed: bool) {
 fn seeded(warehouse: &str) -> tempfile::TempDir {
     let data = tempfile::tempdir().unwrap();
     sword_days(&data.path().join("log"), "2026-11-20", 30);
-    serve_once(data.path(), warehouse, true);
+    serve_once(data.path(), warehouse, true, 30.0);
     data
 }
 
@@ -90,12 +106,20 @@ fn trino_reads(warehouse: &str) {
     let data = seeded(warehouse);
     let (code, ddl, err) = eventsift(&["ddl", "--warehouse", warehouse, "--dialect", "trino"]);
     assert_eq!(code, 0, "{err}");
-    assert!(ddl.contains("hive.timestamp-precision=MICROSECONDS"), "{ddl}");
+    assert!(
+        ddl.contains("hive.timestamp-precision=MICROSECONDS"),
+        "{ddl}"
+    );
     if !warehouse.starts_with("hdfs://") {
         assert!(ddl.contains("external_location = 'local:///"), "{ddl}");
     }
     // Another run's tables of the same names: dropped (external: files stay).
-    for t in ["guild_actions", "horse_purchases", "sword_purchases", "default_events"] {
+    for t in [
+        "guild_actions",
+        "horse_purchases",
+        "sword_purchases",
+        "default_events",
+    ] {
         q(&format!("DROP TABLE IF EXISTS hive.default.{t}"));
     }
     let t0 = Instant::now();
@@ -111,28 +135,40 @@ fn trino_reads(warehouse: &str) {
     }
     let five = q("SELECT color, quantity FROM sword_purchases LIMIT 5;".trim_end_matches(';'));
     assert_eq!(five.len(), 5);
-    assert!(five.iter().all(|r| ["red", "blue", "green"].contains(&r[0].as_str())), "{five:?}");
+    assert!(
+        five.iter()
+            .all(|r| ["red", "blue", "green"].contains(&r[0].as_str())),
+        "{five:?}"
+    );
     let seed_horses = "SELECT\n  size AS horse_size,\n  SUM(CAST(quantity as INTEGER)) AS num_horses\nFROM horse_purchases\nGROUP BY 1";
     let mut horses = q(seed_horses);
     horses.sort();
     assert_eq!(
         horses,
-        [["large", "600"], ["medium", "1100"], ["small", "800"]].map(|r| r.map(str::to_owned)).to_vec()
+        [["large", "600"], ["medium", "1100"], ["small", "800"]]
+            .map(|r| r.map(str::to_owned))
+            .to_vec()
     );
     assert_eq!(q(HORSES).len(), 3);
-    assert_eq!(q("SELECT count(*) FROM sword_purchases"), [["1640".to_owned()]]);
+    assert_eq!(
+        q("SELECT count(*) FROM sword_purchases"),
+        [["1640".to_owned()]]
+    );
     let years = q("SELECT year(timestamp), sum(quantity) FROM sword_purchases GROUP BY 1");
     assert_eq!(years.len(), 1);
     assert_eq!(years[0][1], "2160");
 
     // A new day's partition: visible without any statement.
     sword_days(&data.path().join("log"), "2026-11-25", 20);
-    serve_once(data.path(), warehouse, false);
+    serve_once(data.path(), warehouse, false, 20.0);
     assert_eq!(
         q("SELECT count(*) FROM sword_purchases WHERE dt = '2026-11-25'"),
         [["20".to_owned()]]
     );
-    assert_eq!(q("SELECT count(*) FROM sword_purchases"), [["1660".to_owned()]]);
+    assert_eq!(
+        q("SELECT count(*) FROM sword_purchases"),
+        [["1660".to_owned()]]
+    );
 }
 
 #[test]
@@ -190,7 +226,12 @@ for q in json.loads(sys.argv[1]):
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(ddl.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ddl.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -220,8 +261,15 @@ GROUP BY year";
     );
     let t0 = Instant::now();
     let out = spark("", &[seed_pyspark], &prelude);
-    assert_eq!(out, format!("{year},2160\n--\n"), "the seed's PySpark query");
-    eprintln!("PySpark ran the seed's query in {:.1} s", t0.elapsed().as_secs_f64());
+    assert_eq!(
+        out,
+        format!("{year},2160\n--\n"),
+        "the seed's PySpark query"
+    );
+    eprintln!(
+        "PySpark ran the seed's query in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     // Each dialect's DDL as printed, in its own database, then the seed's
     // Presto query and the PySpark one on the registered tables.
@@ -239,7 +287,7 @@ GROUP BY year";
 
     // A new day: the spark tables see it in the next session, no repair.
     sword_days(&data.path().join("log"), "2026-11-25", 20);
-    serve_once(data.path(), &warehouse, false);
+    serve_once(data.path(), &warehouse, false, 20.0);
     let out = spark(
         "",
         &["SELECT count(*) FROM spark.sword_purchases WHERE dt = '2026-11-25'"],

@@ -318,6 +318,22 @@ impl Tables {
         out
     }
 
+    /// Values of a timestamp column in µs (None for null or absent).
+    pub fn timestamps(&self, table: &str, column: &str) -> Vec<Option<i64>> {
+        let mut out = Vec::new();
+        for b in self.batches.get(table).into_iter().flatten() {
+            let Some(col) = b.column_by_name(column) else {
+                out.extend(std::iter::repeat_n(None, b.num_rows()));
+                continue;
+            };
+            let col = col.as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+            for i in 0..col.len() {
+                out.push((!col.is_null(i)).then(|| col.value(i)));
+            }
+        }
+        out
+    }
+
     pub fn ints(&self, table: &str, column: &str) -> Vec<i64> {
         let mut out = Vec::new();
         for b in self.batches.get(table).into_iter().flatten() {
@@ -626,6 +642,23 @@ pub(crate) fn writer_args<'a>(
     ]
 }
 
+/// `eventsift api` on the test broker's `topic`.
+pub(crate) fn api_args<'a>(topic: &'a str, plugins: &'a Path, data: &'a Path) -> Vec<&'a str> {
+    vec![
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--kafka",
+        bootstrap_static(),
+        "--topic",
+        topic,
+        "--plugins",
+        s(plugins),
+        "--data-dir",
+        s(data),
+    ]
+}
+
 pub(crate) fn bootstrap_static() -> &'static str {
     static B: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     B.get_or_init(kafka_bootstrap)
@@ -642,22 +675,7 @@ fn kafka_seed_load(warehouse: &str) {
     let group = unique("g");
     let plugins = plugin_dir(SEED_PLUGINS);
     let (api_data, writer_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut api = Proc::start(
-        &[
-            "api",
-            "--listen",
-            "127.0.0.1:0",
-            "--kafka",
-            bootstrap_static(),
-            "--topic",
-            &topic,
-            "--plugins",
-            s(plugins.path()),
-            "--data-dir",
-            s(api_data.path()),
-        ],
-        &[],
-    );
+    let mut api = Proc::start(&api_args(&topic, plugins.path(), api_data.path()), &[]);
     let mut writer = Proc::start(
         &writer_args(
             &topic,

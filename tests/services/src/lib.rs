@@ -125,14 +125,16 @@ impl Paths {
 }
 
 /// A Python virtual environment with the clients the tests compare
-/// against (DuckDB and PySpark from PyPI), created once under the cache
-/// folder; returns its interpreter.
+/// against (DuckDB and PySpark from PyPI) and schemathesis (which fuzzes
+/// the API from its OpenAPI document; its `st` is next to the
+/// interpreter), created once under the cache folder; returns its
+/// interpreter.
 pub fn python_env() -> Result<PathBuf> {
     let dir = cache_dir()?.join("pyenv");
     let python = dir.join("bin").join("python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import duckdb, pyspark"])
+            .args(["-c", "import duckdb, pyspark, schemathesis"])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -141,7 +143,7 @@ pub fn python_env() -> Result<PathBuf> {
         return Ok(python);
     }
     eprintln!(
-        "python: creating {} with duckdb and pyspark from PyPI",
+        "python: creating {} with duckdb, pyspark and schemathesis from PyPI",
         dir.display()
     );
     let status = Command::new("python3")
@@ -158,12 +160,13 @@ pub fn python_env() -> Result<PathBuf> {
             "-q",
             "duckdb>=1.1,<2",
             "pyspark>=3.5,<3.6",
+            "schemathesis==4.32.5",
         ])
         .status()
         .context("running pip")?;
     anyhow::ensure!(
         status.success() && ready(&python),
-        "pip install duckdb pyspark failed"
+        "pip install duckdb pyspark schemathesis failed"
     );
     Ok(python)
 }
@@ -402,8 +405,7 @@ fn trino_etc(paths: &Paths, port: u16) -> Result<PathBuf> {
 }
 
 /// The Hive catalog properties `eventsift ddl --dialect trino` states.
-pub const TRINO_HIVE_CATALOG_PROPERTIES: &str =
-    "hive.timestamp-precision=MICROSECONDS\nhive.partition-projection-enabled=true\n\
+pub const TRINO_HIVE_CATALOG_PROPERTIES: &str = "hive.timestamp-precision=MICROSECONDS\nhive.partition-projection-enabled=true\n\
      hive.ignore-absent-partitions=true\n";
 
 fn start_trino(paths: &Paths) -> Result<()> {
@@ -423,16 +425,19 @@ fn start_trino(paths: &Paths) -> Result<()> {
             ),
         );
     let mut child = spawn_detached(paths, cmd)?;
-    wait_for(
-        "Trino to answer a query",
-        Duration::from_secs(180),
-        || {
-            check_alive(&mut child, paths)?;
-            Ok(port_open(TRINO_PORT)
-                && trino_query(TRINO_URL, "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
-                    .is_ok_and(|rows| rows.first().and_then(|r| r.first()).is_some_and(|v| v != "0")))
-        },
-    )
+    wait_for("Trino to answer a query", Duration::from_secs(180), || {
+        check_alive(&mut child, paths)?;
+        Ok(port_open(TRINO_PORT)
+            && trino_query(
+                TRINO_URL,
+                "SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'",
+            )
+            .is_ok_and(|rows| {
+                rows.first()
+                    .and_then(|r| r.first())
+                    .is_some_and(|v| v != "0")
+            }))
+    })
 }
 
 /// Runs one statement through Trino's REST protocol (user `eventsift`,
@@ -466,7 +471,10 @@ pub fn trino_query(base: &str, sql: &str) -> Result<Vec<Vec<String>>> {
         }
         if let Some(data) = doc.get("data").and_then(|d| d.as_array()) {
             for row in data {
-                rows.push(row.as_array().map_or_else(Vec::new, |r| r.iter().map(text).collect()));
+                rows.push(
+                    row.as_array()
+                        .map_or_else(Vec::new, |r| r.iter().map(text).collect()),
+                );
             }
         }
         let Some(next) = doc.get("nextUri").and_then(|n| n.as_str()) else {
@@ -474,7 +482,13 @@ pub fn trino_query(base: &str, sql: &str) -> Result<Vec<Vec<String>>> {
         };
         let next = next.to_owned();
         let path = next.split_once(authority).map_or(next.as_str(), |(_, p)| p);
-        response = http(authority, "GET", path, &[("X-Trino-User", "eventsift")], b"")?;
+        response = http(
+            authority,
+            "GET",
+            path,
+            &[("X-Trino-User", "eventsift")],
+            b"",
+        )?;
     }
 }
 
@@ -502,13 +516,14 @@ fn http(
     let mut out = Vec::new();
     c.read_to_end(&mut out)?;
     let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, rest) = text
-        .split_once("\r\n\r\n")
-        .context("no HTTP response")?;
+    let (head, rest) = text.split_once("\r\n\r\n").context("no HTTP response")?;
     if !head.starts_with("HTTP/1.1 200") {
         bail!("HTTP {}", head.lines().next().unwrap_or(""));
     }
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok(rest.to_owned());
     }
     let mut body = String::new();

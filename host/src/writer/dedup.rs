@@ -1,0 +1,416 @@
+//! Deduplication of retried events, per source partition.
+//!
+//! An event the client named (a batch item's `event_id`, an
+//! `Idempotency-Key`) carries an id derived from game, player and that name
+//! (a UUIDv8, [`crate::api::envelope::derived_event_id`]), so a retry, on
+//! any API node, carries the same id. The player is the Kafka key, so a
+//! retry lands in the same source partition as the original: the writer
+//! remembers the derived ids it routed per partition (a [`Window`]) and
+//! drops a record whose id it has seen. Events without a client id
+//! (UUIDv7) are never compared.
+//!
+//! **Bounds.** The window keeps ids for `window` (a day) of event time, and
+//! at most `max_ids` ids and `max_bytes` of memory per partition; when a
+//! bound, not the time, pushes ids out, the metrics and the log say how
+//! short the window became.
+//!
+//! **State next to the commits.** Every commit that routed derived ids
+//! carries them in a file of its own (`_eventsift/dedup/<source>/<p>/
+//! c<chain>-<start>.ids`), written and published with the commit (the
+//! record names it; see [`super::commit`]); every `snapshot_every` commits
+//! the whole window goes into a snapshot (`.snap`) the same way, and each
+//! record names the newest snapshot at or before it (its *base*). A writer
+//! that takes a partition reads the base and the files of the few records
+//! after it, in the router thread, never inside the rebalance callback and
+//! never from the tables. A range that was not committed leaves nothing
+//! behind: its files are orphans the sweep removes.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// The deduplication bounds of one source partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupLimits {
+    /// Event time an id is remembered for.
+    pub window: Duration,
+    pub max_ids: usize,
+    pub max_bytes: usize,
+    /// Commits between snapshots.
+    pub snapshot_every: usize,
+}
+
+impl Default for DedupLimits {
+    fn default() -> Self {
+        DedupLimits {
+            window: Duration::from_secs(86_400),
+            max_ids: 1_000_000,
+            max_bytes: 64 << 20,
+            snapshot_every: 16,
+        }
+    }
+}
+
+/// Memory one remembered id takes: its queue entry (32 bytes) and its set
+/// slot (16 bytes and a control byte, at most 7/8 full, in tables that
+/// double), with the slack of both growing by doubling. Measured in
+/// `cargo bench --bench writer -- dedup` (docs/BENCHMARKS.md).
+pub const ENTRY_BYTES: usize = 72;
+
+/// The id of a derived (client-named) event id, if `text` is one.
+pub fn derived_id(text: &str) -> Option<u128> {
+    if !crate::api::envelope::is_derived(text) {
+        return None;
+    }
+    uuid::Uuid::try_parse(text).ok().map(|u| u.as_u128())
+}
+
+/// Ids are SHA-256 output: their bits are the hash (both halves folded,
+/// so the UUID's fixed version and variant bits land on random ones).
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    id: u128,
+    micros: i64,
+    /// Source position (committed entries loaded from files: -1).
+    offset: i64,
+}
+
+/// Why ids left the window.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    pub by_time: u64,
+    pub by_bound: u64,
+}
+
+/// The ids remembered for one partition, oldest first.
+pub struct Window {
+    set: HashSet<u128, BuildHasherDefault<IdHasher>>,
+    order: VecDeque<Entry>,
+    newest: i64,
+    window: i64,
+    cap: usize,
+    pub evicted: Evicted,
+    /// When a bound last cut the window short (for the log, at most every
+    /// ten minutes).
+    warned: Option<Instant>,
+}
+
+impl Window {
+    pub fn new(limits: &DedupLimits) -> Self {
+        Window {
+            set: HashSet::default(),
+            order: VecDeque::new(),
+            newest: i64::MIN,
+            window: limits.window.as_micros().min(i64::MAX as u128) as i64,
+            cap: limits.max_ids.min(limits.max_bytes / ENTRY_BYTES).max(1),
+            evicted: Evicted::default(),
+            warned: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The memory it holds now (allocated capacity).
+    pub fn memory_bytes(&self) -> usize {
+        self.order.capacity() * std::mem::size_of::<Entry>()
+            + self.set.capacity() * (std::mem::size_of::<u128>() + 1) * 8 / 7
+    }
+
+    /// Event time the window spans now, newest minus oldest.
+    pub fn span(&self) -> Duration {
+        match self.order.front() {
+            Some(e) if self.newest > e.micros => {
+                Duration::from_micros((self.newest - e.micros) as u64)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Whether `id` was seen; if not, remembers it (event time `micros`,
+    /// source position `offset`).
+    pub fn seen(&mut self, id: u128, micros: i64, offset: i64) -> bool {
+        if self.set.contains(&id) {
+            return true;
+        }
+        self.push(Entry { id, micros, offset });
+        false
+    }
+
+    fn push(&mut self, e: Entry) {
+        if !self.set.insert(e.id) {
+            return;
+        }
+        self.newest = self.newest.max(e.micros);
+        self.order.push_back(e);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        let horizon = self.newest.saturating_sub(self.window);
+        while let Some(front) = self.order.front() {
+            let old = front.micros < horizon;
+            if !old && self.order.len() <= self.cap {
+                break;
+            }
+            if old {
+                self.evicted.by_time += 1;
+            } else {
+                self.evicted.by_bound += 1;
+            }
+            let id = front.id;
+            self.order.pop_front();
+            self.set.remove(&id);
+        }
+    }
+
+    /// When the bound cut the window since the last call and no warning
+    /// was logged for ten minutes: the span the window has now.
+    pub fn cut_short(&mut self, by_bound_before: u64) -> Option<Duration> {
+        if self.evicted.by_bound == by_bound_before {
+            return None;
+        }
+        if self
+            .warned
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(600))
+        {
+            return None;
+        }
+        self.warned = Some(Instant::now());
+        Some(self.span())
+    }
+
+    /// The ids routed before `upto` (all of them loaded from files), as a
+    /// snapshot file.
+    pub fn snapshot(&self, upto: i64) -> Bytes {
+        let entries: Vec<(u128, i64)> = self
+            .order
+            .iter()
+            .filter(|e| e.offset < upto)
+            .map(|e| (e.id, e.micros))
+            .collect();
+        encode(&entries)
+    }
+
+    /// Adds ids loaded from a commit's files (oldest first).
+    pub fn load(&mut self, entries: &[(u128, i64)]) {
+        for &(id, micros) in entries {
+            self.push(Entry {
+                id,
+                micros,
+                offset: -1,
+            });
+        }
+    }
+}
+
+/// A partition's window as its commits left it, and how many commits
+/// followed the newest snapshot.
+pub struct Loaded {
+    pub window: Window,
+    pub since_snapshot: usize,
+    /// Whether the partition has any deduplication state.
+    pub any: bool,
+    /// Files named by records but missing under both names.
+    pub missing: Vec<String>,
+}
+
+/// Reads `partition`'s window from the warehouse: the base snapshot of its
+/// newest record, then the ids files of the records after it.
+pub fn load(
+    commits: &super::commit::Commits,
+    partition: i32,
+    limits: &DedupLimits,
+) -> Result<Loaded, super::warehouse::WarehouseError> {
+    let records = commits.linked(partition);
+    let mut loaded = Loaded {
+        window: Window::new(limits),
+        since_snapshot: 0,
+        any: false,
+        missing: Vec::new(),
+    };
+    let wh = commits.warehouse();
+    let read = |path: &str,
+                tmp: &str,
+                loaded: &mut Loaded|
+     -> Result<(), super::warehouse::WarehouseError> {
+        let data = match wh.read_opt(path)? {
+            Some(d) => Some(d),
+            None => wh.read_opt(tmp)?,
+        };
+        match data.map(|d| decode(&d)) {
+            Some(Ok(entries)) => loaded.window.load(&entries),
+            Some(Err(why)) => loaded.missing.push(format!("{path}: {why}")),
+            None => loaded.missing.push(format!("{path}: missing")),
+        }
+        Ok(())
+    };
+    let base = records
+        .last()
+        .and_then(|r| r.dedup.as_ref())
+        .and_then(|d| d.base.clone());
+    let from = match &base {
+        Some(b) => {
+            loaded.any = true;
+            read(&b.path, &b.tmp, &mut loaded)?;
+            b.upto
+        }
+        None => i64::MIN,
+    };
+    for r in records.iter().filter(|r| r.start >= from) {
+        if let Some(f) = r.dedup.as_ref().and_then(|d| d.ids.as_ref()) {
+            loaded.any = true;
+            read(&f.path, &f.tmp, &mut loaded)?;
+        }
+        if base.is_some() {
+            loaded.since_snapshot += 1;
+        }
+    }
+    if base.is_none() && loaded.any {
+        loaded.since_snapshot = records.len();
+    }
+    Ok(loaded)
+}
+
+const MAGIC: &[u8; 8] = b"ESIDS001";
+
+/// An ids file: magic, count, then (id, event µs) little-endian, then the
+/// CRC-32 of all before it.
+pub fn encode(entries: &[(u128, i64)]) -> Bytes {
+    let mut out = Vec::with_capacity(20 + entries.len() * 24);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    for (id, micros) in entries {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&micros.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Bytes::from(out)
+}
+
+/// Reads an ids file, or says why it is damaged.
+pub fn decode(data: &[u8]) -> Result<Vec<(u128, i64)>, String> {
+    if data.len() < 20 || &data[..8] != MAGIC {
+        return Err("not an eventsift ids file".into());
+    }
+    let (body, crc) = data.split_at(data.len() - 4);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&body[8..16]);
+    let count = u64::from_le_bytes(count) as usize;
+    let rest = &body[16..];
+    if rest.len() != count.saturating_mul(24) {
+        return Err(format!(
+            "{count} ids announced, {} bytes present",
+            rest.len()
+        ));
+    }
+    Ok(rest
+        .chunks_exact(24)
+        .map(|c| {
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&c[..16]);
+            let mut m = [0u8; 8];
+            m.copy_from_slice(&c[16..]);
+            (u128::from_le_bytes(id), i64::from_le_bytes(m))
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(ids: usize) -> DedupLimits {
+        DedupLimits {
+            window: Duration::from_secs(60),
+            max_ids: ids,
+            max_bytes: 1 << 30,
+            snapshot_every: 4,
+        }
+    }
+
+    #[test]
+    fn remembers_within_time_and_bounds() {
+        let mut w = Window::new(&limits(3));
+        let s = 1_000_000i64;
+        assert!(!w.seen(1, 0, 0));
+        assert!(w.seen(1, 0, 1));
+        assert!(!w.seen(2, s, 2));
+        assert!(!w.seen(3, 2 * s, 3));
+        assert_eq!(w.len(), 3);
+        // The bound pushes the oldest out before the time does.
+        assert!(!w.seen(4, 3 * s, 4));
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.evicted.by_bound, 1);
+        assert!(!w.seen(1, 3 * s, 5), "evicted: no longer recognized");
+        assert_eq!(w.cut_short(0), Some(Duration::from_secs(1)));
+        assert_eq!(w.cut_short(0), None, "at most every ten minutes");
+        // Time: 61 s later, everything older than 60 s goes.
+        let mut w = Window::new(&limits(100));
+        for i in 0..10 {
+            w.seen(i, i as i64 * s, i as i64);
+        }
+        w.seen(100, 70 * s, 10);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.evicted.by_time, 10);
+        assert_eq!(w.evicted.by_bound, 0);
+    }
+
+    #[test]
+    fn snapshots_hold_what_was_routed_before_a_position() {
+        let mut w = Window::new(&limits(100));
+        for i in 0..10u128 {
+            w.seen(i + 1000, i as i64, i as i64 + 50);
+        }
+        let snap = decode(&w.snapshot(55)).unwrap();
+        assert_eq!(snap.len(), 5);
+        assert_eq!(snap[0], (1000, 0));
+        let mut again = Window::new(&limits(100));
+        again.load(&snap);
+        assert!(again.seen(1004, 0, 0));
+        assert!(!again.seen(1005, 0, 0));
+        let mut bad = encode(&snap).to_vec();
+        bad[20] ^= 1;
+        assert!(decode(&bad).unwrap_err().contains("checksum"));
+        assert!(decode(b"short").is_err());
+    }
+
+    #[test]
+    fn only_derived_ids_are_compared() {
+        let d = crate::api::envelope::derived_event_id(Some("g"), Some("u"), "e1");
+        assert_eq!(derived_id(&d.to_string()), Some(d.as_u128()));
+        assert_eq!(derived_id(&uuid::Uuid::now_v7().to_string()), None);
+        assert_eq!(derived_id("not an id"), None);
+    }
+}
