@@ -9,7 +9,9 @@
 //! With `--with-dedup`, each run is followed by one on a second topic whose
 //! events carry client-named (derived, UUIDv8) ids, as `/v1/batch` events
 //! with an `event_id` do, one in 20 of them a retry of the one before: the
-//! writer's deduplication at work, interleaved with the plain runs.
+//! writer's deduplication at work, interleaved with the plain runs, and
+//! one on the same topic with the window off (what the mechanism costs,
+//! apart from what random client ids cost Parquet).
 //!
 //! `cargo bench -p eventsift --bench writer -- dedup [--ids N]` fills one
 //! partition's deduplication window with N ids and reports its memory
@@ -261,8 +263,9 @@ fn count_rows(warehouse: &str) -> usize {
             continue;
         }
         let data = bytes::Bytes::from(wh.read(&path).unwrap());
-        let meta = parquet::file::footer::parse_metadata(&data).unwrap();
-        rows += meta.file_metadata().num_rows() as usize;
+        use parquet::file::reader::FileReader;
+        let reader = parquet::file::reader::SerializedFileReader::new(data).unwrap();
+        rows += reader.metadata().file_metadata().num_rows() as usize;
     }
     rows
 }
@@ -334,15 +337,20 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
         / 4210;
     let (_dir, registry) = plugins();
 
-    // (warehouse, derived ids, its temporary folder)
-    let mut targets: Vec<(String, bool, Option<tempfile::TempDir>)> = Vec::new();
+    // (warehouse, derived ids, deduplication on, its temporary folder)
+    let mut targets: Vec<(String, bool, bool, Option<tempfile::TempDir>)> = Vec::new();
     for _ in 0..runs {
-        for derived in [false, true] {
+        for (derived, dedup) in [(false, true), (true, true), (true, false)] {
             if derived && !with_dedup {
                 continue;
             }
             let d = tempfile::tempdir().unwrap();
-            targets.push((d.path().to_str().unwrap().to_owned(), derived, Some(d)));
+            targets.push((
+                d.path().to_str().unwrap().to_owned(),
+                derived,
+                dedup,
+                Some(d),
+            ));
         }
     }
     if let Some(url) = &hdfs {
@@ -350,16 +358,18 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
             targets.push((
                 format!("{url}/bench-{}-{r}", std::process::id()),
                 false,
+                true,
                 None,
             ));
         }
     }
     let mut results: HashMap<&str, Vec<f64>> = HashMap::new();
-    for (i, (warehouse, derived, _keep)) in targets.iter().enumerate() {
-        let kind = match (warehouse.starts_with("hdfs://"), derived) {
-            (true, _) => "hdfs",
-            (false, false) => "local",
-            (false, true) => "local+dedup",
+    for (i, (warehouse, derived, dedup, _keep)) in targets.iter().enumerate() {
+        let kind = match (warehouse.starts_with("hdfs://"), derived, dedup) {
+            (true, ..) => "hdfs",
+            (false, false, _) => "local",
+            (false, true, true) => "local+dedup",
+            (false, true, false) => "local, client ids, dedup off",
         };
         let topic = if *derived { &dedup_topic } else { &plain_topic };
         let group = format!("bench-{}-{i}", std::process::id());
@@ -374,6 +384,15 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
                 },
                 plugin_wait: Duration::from_secs(30),
                 max_record_bytes: 1 << 21,
+                // Off: the same events without the window, for its cost.
+                dedup: if *dedup {
+                    Default::default()
+                } else {
+                    eventsift::writer::dedup::DedupLimits {
+                        window: Duration::ZERO,
+                        ..Default::default()
+                    }
+                },
                 ..WriterConfig::default()
             },
             Input::Kafka(KafkaSourceConfig {
@@ -404,21 +423,19 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
         assert_eq!(committed, events as i64);
         if *derived {
             let rows = count_rows(warehouse);
-            assert_eq!(
-                rows,
-                events - events / 20,
-                "a retry was stored, or an event dropped"
-            );
+            let expect = if *dedup { events - events / 20 } else { events };
+            assert_eq!(rows, expect, "a retry was stored, or an event dropped");
         }
         let t = *status.times.lock().unwrap();
         println!(
             "{kind:5} run {i}: {events} events in {secs:.2} s = {:.0} events/s, {:.1} MB/s \
-             | source thread: poll {:.2} s | router thread: decode+route {:.2} s, plugins {:.2} s, arrow {:.2} s \
+             | source thread: poll {:.2} s | router thread: decode+route {:.2} s, dedup {:.2} s, plugins {:.2} s, arrow {:.2} s \
              | sink thread: parquet encode {:.2} s, files+commit I/O {:.2} s",
             events as f64 / secs,
             bytes as f64 / 1e6 / secs,
             t.consume.as_secs_f64(),
             t.route.decode.as_secs_f64(),
+            t.route.dedup.as_secs_f64(),
             t.route.plugins.as_secs_f64(),
             t.route.arrow.as_secs_f64(),
             t.sink.encode.as_secs_f64(),

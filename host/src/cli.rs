@@ -1,4 +1,4 @@
-//! The command line: `eventsift serve|api|writer|query|tables|ddl|demo|loadgen|plugins`.
+//! The command line: `eventsift serve|api|writer|query|tables|ddl|demo|loadgen|plugin`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,9 +31,10 @@ enum Command {
     /// Run the writer alone: Kafka (--kafka is required) -> plugins -> Parquet
     /// tables in --warehouse; serves /healthz and /metrics on --listen.
     Writer(DaemonArgs),
-    /// Inspect event-type plugins.
-    #[command(subcommand)]
-    Plugins(PluginsCommand),
+    /// Write, build, test and inspect event-type plugins (`plugins` is an
+    /// alias).
+    #[command(subcommand, alias = "plugins")]
+    Plugin(PluginsCommand),
     /// Run SQL over every table of the warehouse (DataFusion); without SQL,
     /// an interactive prompt with history.
     Query {
@@ -302,6 +303,59 @@ impl DaemonArgs {
 
 #[derive(Debug, Subcommand)]
 enum PluginsCommand {
+    /// Create a plugin project in a new folder NAME (the SDK vendored into
+    /// it, a native unit test and samples.jsonl).
+    New {
+        /// The plugin's name (and folder).
+        name: String,
+        /// The project's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// The event type it owns [default: NAME].
+        #[arg(long)]
+        event_type: Option<String>,
+        /// The table its rows go to [default: NAME_events].
+        #[arg(long)]
+        table: Option<String>,
+        /// Its HTTP route; each {param} becomes a column
+        /// [default: "POST /<event type>/{value}"].
+        #[arg(long)]
+        route: Option<String>,
+        /// Where to create the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build the project in DIR into a component (adding the Rust target
+    /// when missing) and check it.
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
+    /// Run sample events through a component, in the daemon's sandbox and
+    /// limits: validate as the API does, process as the writer does; print
+    /// the rows with the table's full schema, the rejections, faults and
+    /// the time per event.
+    Test {
+        /// The plugin's .wasm file.
+        file: PathBuf,
+        /// Samples, one `/v1/batch` item per line (`-`: standard input)
+        /// [default: samples.jsonl next to the project, when there].
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Request lines such as `POST /purchase_a_horse/1/small/1`.
+        #[arg(long)]
+        routes: Option<PathBuf>,
+        /// Exit non-zero on any rejection or fault.
+        #[arg(long)]
+        strict: bool,
+        /// Widest value printed; longer ones are cut.
+        #[arg(long, default_value_t = 40)]
+        max_cell: usize,
+        #[command(flatten)]
+        sandbox: SandboxArgs,
+    },
     /// Load a plugin, check it against the contract and print its metadata.
     Check {
         /// The plugin's .wasm file.
@@ -439,8 +493,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
             )
         }
-        Command::Plugins(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
-        Command::Plugins(PluginsCommand::List {
+        Command::Plugin(PluginsCommand::New {
+            name,
+            lang,
+            event_type,
+            table,
+            route,
+            dir,
+        }) => plugin_new(
+            &dir,
+            lang,
+            crate::kit::new::NewOptions {
+                name,
+                event_type,
+                table,
+                route,
+            },
+        ),
+        Command::Plugin(PluginsCommand::Build { dir, sandbox }) => {
+            let wasm = crate::kit::build::build(&dir)?;
+            check(&wasm, &sandbox)
+        }
+        Command::Plugin(PluginsCommand::Test {
+            file,
+            events,
+            routes,
+            strict,
+            max_cell,
+            sandbox,
+        }) => plugin_test(file, events, routes, strict, max_cell, &sandbox),
+        Command::Plugin(PluginsCommand::Check { file, sandbox }) => check(&file, &sandbox),
+        Command::Plugin(PluginsCommand::List {
             plugins,
             data_dir,
             sandbox,
@@ -807,6 +890,71 @@ fn runtime(sandbox: &SandboxArgs, cache_dir: Option<&Path>) -> Result<std::sync:
         limits: sandbox.limits(),
         cache_dir: cache_dir.map(Path::to_path_buf),
     })
+}
+
+/// Languages `plugin new` scaffolds.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Lang {
+    Rust,
+}
+
+fn plugin_new(dir: &Path, _lang: Lang, options: crate::kit::new::NewOptions) -> Result<ExitCode> {
+    let made = crate::kit::new::create(dir, &options)?;
+    println!("created {}", made.display());
+    println!(
+        "next: cd {} && cargo test && eventsift plugin build && eventsift plugin test \
+  target/wasm32-wasip2/release/{}.wasm --events samples.jsonl",
+        made.display(),
+        options.name.replace('-', "_")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_test(
+    file: PathBuf,
+    events: Option<PathBuf>,
+    routes: Option<PathBuf>,
+    strict: bool,
+    max_cell: usize,
+    sandbox: &SandboxArgs,
+) -> Result<ExitCode> {
+    use crate::kit::test::{Input, TestOptions};
+    let mut inputs = Vec::new();
+    match events {
+        Some(e) => inputs.push(Input::Samples(e)),
+        None if routes.is_none() => {
+            // The project's samples: `samples.jsonl` in the current
+            // folder, or above the component (`<project>/target/...`).
+            let found = std::iter::once(PathBuf::from("samples.jsonl"))
+                .chain(file.ancestors().skip(1).map(|d| d.join("samples.jsonl")))
+                .find(|p| p.is_file());
+            match found {
+                Some(p) => inputs.push(Input::Samples(p)),
+                None => {
+                    anyhow::bail!("no events to test: pass --events FILE (or -) or --routes FILE")
+                }
+            }
+        }
+        None => {}
+    }
+    if let Some(r) = routes {
+        inputs.push(Input::Routes(r));
+    }
+    let report = crate::kit::test::run(&TestOptions {
+        wasm: file,
+        inputs,
+        limits: sandbox.limits(),
+        max_cell,
+    })?;
+    print!("{}", report.text);
+    if strict && (report.rejected > 0 || report.faults > 0) {
+        eprintln!(
+            "error: --strict: {} rejected, {} faults",
+            report.rejected, report.faults
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(file: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {

@@ -17,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod faults;
+pub mod kit;
 pub mod loadgen;
 pub mod plugin;
 pub mod query;

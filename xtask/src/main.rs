@@ -109,6 +109,16 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     if !build.success() {
         bail!("building the tests failed");
     }
+    // The bench binaries too (dev profile, the tests' dependencies), so
+    // they cannot rot between benchmark runs; they are not run here.
+    let benches = Command::new(cargo())
+        .current_dir(root)
+        .args(["build", "--workspace", "--benches", "--profile", "dev"])
+        .status()
+        .context("building the benches")?;
+    if !benches.success() {
+        bail!("building the benches failed");
+    }
     let python = services::python_env()?;
     let services = [
         services::Service::Kafka,

@@ -156,20 +156,19 @@ impl Window {
     /// Whether `id` was seen; if not, remembers it (event time `micros`,
     /// source position `offset`).
     pub fn seen(&mut self, id: u128, micros: i64, offset: i64) -> bool {
-        if self.set.contains(&id) {
-            return true;
-        }
-        self.push(Entry { id, micros, offset });
-        false
+        // One probe of the set (a miss in a large set is a cache miss).
+        !self.push(Entry { id, micros, offset })
     }
 
-    fn push(&mut self, e: Entry) {
+    /// Remembers `e`; false when its id was remembered already.
+    fn push(&mut self, e: Entry) -> bool {
         if !self.set.insert(e.id) {
-            return;
+            return false;
         }
         self.newest = self.newest.max(e.micros);
         self.order.push_back(e);
         self.evict();
+        true
     }
 
     fn evict(&mut self) {

@@ -7,6 +7,7 @@ mod crash;
 mod deploy;
 mod exactly_once;
 mod ingest;
+mod kit;
 mod limits;
 mod outages;
 mod plugins;
