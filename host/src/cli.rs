@@ -217,7 +217,7 @@ pub struct DaemonArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_header_timeout: Option<String>,
     /// HTTP: a connection with no bytes moving either way for this long is
-    /// closed [default: 60s].
+    /// closed (checked every quarter of it) [default: 60s].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_idle_timeout: Option<String>,

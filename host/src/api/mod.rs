@@ -464,7 +464,8 @@ async fn post_event(
                 format!("no plugin owns event type {event_type:?}"),
             )
         })?;
-        let single = state.ingest.single_headers(headers, SystemTime::now())?;
+        let received = SystemTime::now();
+        let single = state.ingest.single_headers(headers, received)?;
         let body = body::decode(encoding, raw, state.limits.max_body_bytes)?;
         let text = std::str::from_utf8(&body).map_err(|_| {
             ApiError::new(
@@ -483,7 +484,8 @@ async fn post_event(
             client_id: single.client_id.as_deref(),
             time: single.time,
         };
-        let (event_id, _reply) = accept(&state, &plugin, validated, headers, &ctx).await?;
+        let (event_id, _reply) =
+            accept(&state, &plugin, validated, headers, &ctx, received).await?;
         let mut body = String::with_capacity(52);
         body.push_str("{\"event_id\":\"");
         body.push_str(event_id.as_str());
@@ -527,7 +529,8 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
         // A plugin route takes no body: a signature covers the empty one.
         let principal = state.ingest.principal(headers, b"")?;
         principal.may_write(&found.plugin.meta.event_type)?;
-        let single = state.ingest.single_headers(headers, SystemTime::now())?;
+        let received = SystemTime::now();
+        let single = state.ingest.single_headers(headers, received)?;
         let fields = found
             .fields()
             .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, "validation", why))?;
@@ -543,7 +546,8 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             client_id: single.client_id.as_deref(),
             time: single.time,
         };
-        let (event_id, reply) = accept(&state, &found.plugin, validated, headers, &ctx).await?;
+        let (event_id, reply) =
+            accept(&state, &found.plugin, validated, headers, &ctx, received).await?;
         Ok(ok_response(&event_id, TEXT, reply))
     }
     .await;
@@ -695,6 +699,7 @@ async fn accept(
     validated: Validated,
     headers: &HeaderMap,
     ctx: &EventCtx<'_>,
+    received: SystemTime,
 ) -> Result<(EventIdText, String), ApiError> {
     let (fields, reply) = match validated {
         Validated::Accepted { fields, reply } => (fields, reply),
@@ -703,14 +708,8 @@ async fn accept(
         }
     };
     let game = ctx.principal.game();
-    let (event_id, envelope) = envelope_of(
-        plugin,
-        &fields,
-        &Captured::of(headers),
-        ctx,
-        game,
-        SystemTime::now(),
-    );
+    let (event_id, envelope) =
+        envelope_of(plugin, &fields, &Captured::of(headers), ctx, game, received);
     publish(state, plugin, kafka_key(ctx.user_id, headers), envelope).await?;
     Ok((event_id, reply))
 }

@@ -56,28 +56,54 @@ pub fn default_max_connections() -> usize {
     (soft.saturating_sub(64) * 3 / 4).clamp(8, 65_536)
 }
 
-/// A stream that fails once no byte moved either way for `limit`.
+/// A stream that fails once no byte moved either way for `limit` (to
+/// within a quarter of it). Bytes moving only set a flag: the deadline is
+/// a timer ticking every quarter of `limit`, so a busy connection reads
+/// no clock and moves no timer per read or write (both were measurable
+/// per request); four ticks in a row without a byte close it.
 struct Idle {
     inner: TcpStream,
-    limit: Duration,
+    tick: Duration,
     deadline: Pin<Box<Sleep>>,
+    moved: bool,
+    idle_ticks: u8,
 }
+
+/// Ticks without a byte that make a connection idle.
+const IDLE_TICKS: u8 = 4;
 
 impl Idle {
     fn new(inner: TcpStream, limit: Duration) -> Self {
+        let tick = limit / u32::from(IDLE_TICKS);
         Idle {
             inner,
-            limit,
-            deadline: Box::pin(tokio::time::sleep(limit)),
+            tick,
+            deadline: Box::pin(tokio::time::sleep(tick)),
+            moved: false,
+            idle_ticks: 0,
         }
     }
 
     fn moved(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.limit);
+        self.moved = true;
     }
 
+    /// Polls the ticks (registering the waker); true once idle for
+    /// `IDLE_TICKS` of them.
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            if std::mem::take(&mut self.moved) {
+                self.idle_ticks = 0;
+            } else {
+                self.idle_ticks += 1;
+                if self.idle_ticks >= IDLE_TICKS {
+                    return true;
+                }
+            }
+            let next = Instant::now() + self.tick;
+            self.deadline.as_mut().reset(next);
+        }
+        false
     }
 }
 

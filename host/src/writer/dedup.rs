@@ -25,8 +25,7 @@
 //! never from the tables. A range that was not committed leaves nothing
 //! behind: its files are orphans the sweep removes.
 
-use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -53,11 +52,24 @@ impl Default for DedupLimits {
     }
 }
 
-/// Memory one remembered id takes: its queue entry (32 bytes) and its set
-/// slot (16 bytes and a control byte, at most 7/8 full, in tables that
-/// double), with the slack of both growing by doubling. Measured in
-/// `cargo bench --bench writer -- dedup` (docs/BENCHMARKS.md).
-pub const ENTRY_BYTES: usize = 72;
+impl DedupLimits {
+    /// The ids a window holds at most and the slots of its id table: the
+    /// table is a power of two at most two thirds full, and table (16
+    /// bytes a slot) and queue (32 bytes an id) together stay within
+    /// `max_bytes`. The defaults give 1,000,000 ids in 62.5 MiB.
+    pub fn capacity(&self) -> (usize, usize) {
+        let want = self.max_ids.max(1);
+        let mut slots = (want + want / 2).next_power_of_two().max(16);
+        let cap = |slots: usize| want.min(slots / 3 * 2);
+        while slots > 16 && slots * 16 + cap(slots) * ENTRY_QUEUE_BYTES > self.max_bytes {
+            slots /= 2;
+        }
+        (cap(slots).max(1), slots)
+    }
+}
+
+/// Bytes of one queue entry (id, event time, position).
+const ENTRY_QUEUE_BYTES: usize = 32;
 
 /// The id of a derived (client-named) event id, if `text` is one.
 pub fn derived_id(text: &str) -> Option<u128> {
@@ -67,24 +79,111 @@ pub fn derived_id(text: &str) -> Option<u128> {
     uuid::Uuid::try_parse(text).ok().map(|u| u.as_u128())
 }
 
-/// Ids are SHA-256 output: their bits are the hash (both halves folded,
-/// so the UUID's fixed version and variant bits land on random ones).
-#[derive(Default)]
-pub struct IdHasher(u64);
+/// The window's ids: open addressing with linear probing in a table
+/// sized once for the bound (at the first id: no rehashing, which would
+/// miss the cache once per id each time) and kept at most two thirds full.
+/// Ids are SHA-256 output, so their low bits pick the slot. Slot value 0
+/// means empty (the id 0 is kept apart); removal shifts the rest of a
+/// probe run back, so there are no tombstones (the window removes every id
+/// sooner or later). [`IdTable::prefetch`] lets a chunk's lookups overlap
+/// their cache misses.
+struct IdTable {
+    slots: Vec<u128>,
+    size: usize,
+    zero: bool,
+}
 
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(b);
+impl IdTable {
+    fn new(size: usize) -> Self {
+        IdTable {
+            slots: Vec::new(),
+            size,
+            zero: false,
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = (v as u64) ^ ((v >> 64) as u64);
+
+    fn home(&self, id: u128) -> usize {
+        ((id as u64) ^ ((id >> 64) as u64)) as usize & (self.slots.len() - 1)
+    }
+
+    fn allocated(&self) -> usize {
+        self.slots.capacity() * std::mem::size_of::<u128>()
+    }
+
+    /// Hints the CPU to fetch `id`'s slot.
+    fn prefetch(&self, id: u128) {
+        if self.slots.is_empty() {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `home` is within `slots`; prefetching reads nothing.
+        unsafe {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            _mm_prefetch::<_MM_HINT_T0>(self.slots.as_ptr().add(self.home(id)).cast::<i8>());
+        }
+    }
+
+    /// Inserts `id`; false when it was there.
+    fn insert(&mut self, id: u128) -> bool {
+        if id == 0 {
+            return !std::mem::replace(&mut self.zero, true);
+        }
+        if self.slots.is_empty() {
+            // Zeroed pages: the OS provides them as they are first touched.
+            self.slots = vec![0u128; self.size];
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(id);
+        loop {
+            match self.slots[i] {
+                0 => {
+                    self.slots[i] = id;
+                    return true;
+                }
+                s if s == id => return false,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u128) {
+        if id == 0 {
+            self.zero = false;
+            return;
+        }
+        if self.slots.is_empty() {
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut hole = self.home(id);
+        loop {
+            match self.slots[hole] {
+                0 => return,
+                s if s == id => break,
+                _ => hole = (hole + 1) & mask,
+            }
+        }
+        // Backward shift: move later ids of the run into the hole when
+        // their home is not between the hole and them.
+        let mut j = (hole + 1) & mask;
+        loop {
+            let s = self.slots[j];
+            if s == 0 {
+                break;
+            }
+            let home = self.home(s);
+            let movable = if hole <= j {
+                home <= hole || home > j
+            } else {
+                home <= hole && home > j
+            };
+            if movable {
+                self.slots[hole] = s;
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        self.slots[hole] = 0;
     }
 }
 
@@ -105,7 +204,7 @@ pub struct Evicted {
 
 /// The ids remembered for one partition, oldest first.
 pub struct Window {
-    set: HashSet<u128, BuildHasherDefault<IdHasher>>,
+    set: IdTable,
     order: VecDeque<Entry>,
     newest: i64,
     window: i64,
@@ -118,12 +217,13 @@ pub struct Window {
 
 impl Window {
     pub fn new(limits: &DedupLimits) -> Self {
+        let (cap, slots) = limits.capacity();
         Window {
-            set: HashSet::default(),
+            set: IdTable::new(slots),
             order: VecDeque::new(),
             newest: i64::MIN,
             window: limits.window.as_micros().min(i64::MAX as u128) as i64,
-            cap: limits.max_ids.min(limits.max_bytes / ENTRY_BYTES).max(1),
+            cap,
             evicted: Evicted::default(),
             warned: None,
         }
@@ -139,8 +239,7 @@ impl Window {
 
     /// The memory it holds now (allocated capacity).
     pub fn memory_bytes(&self) -> usize {
-        self.order.capacity() * std::mem::size_of::<Entry>()
-            + self.set.capacity() * (std::mem::size_of::<u128>() + 1) * 8 / 7
+        self.order.capacity() * std::mem::size_of::<Entry>() + self.set.allocated()
     }
 
     /// Event time the window spans now, newest minus oldest.
@@ -151,6 +250,11 @@ impl Window {
             }
             _ => Duration::ZERO,
         }
+    }
+
+    /// Hints that `id` is looked up soon (see [`IdTable::prefetch`]).
+    pub fn prefetch(&self, id: u128) {
+        self.set.prefetch(id);
     }
 
     /// Whether `id` was seen; if not, remembers it (event time `micros`,
@@ -185,7 +289,7 @@ impl Window {
             }
             let id = front.id;
             self.order.pop_front();
-            self.set.remove(&id);
+            self.set.remove(id);
         }
     }
 
@@ -357,6 +461,63 @@ mod tests {
             max_bytes: 1 << 30,
             snapshot_every: 4,
         }
+    }
+
+    #[test]
+    fn the_id_table_agrees_with_a_hash_set() {
+        // Small table, long probe runs, removals that wrap around.
+        let mut t = IdTable::new(64);
+        let mut reference = std::collections::HashSet::new();
+        let mut order = VecDeque::new();
+        let mut x: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834;
+        for step in 0..20_000u32 {
+            x = x
+                .wrapping_mul(0x2545_F491_4F6C_DD1D)
+                .wrapping_add(u128::from(step));
+            // Few distinct ids (many repeats), some of them 0, and small
+            // values that share home slots.
+            let id = match step % 7 {
+                0 => 0,
+                1 => u128::from(step % 97),
+                _ => (x >> 64) % 300,
+            };
+            assert_eq!(t.insert(id), reference.insert(id), "insert {id} at {step}");
+            if reference.contains(&id) && !order.contains(&id) {
+                order.push_back(id);
+            }
+            while order.len() > 40 {
+                let old = order.pop_front().unwrap();
+                t.remove(old);
+                reference.remove(&old);
+            }
+            for probe in [id, id + 1, (x >> 32) % 300] {
+                let present = reference.contains(&probe);
+                // insert-then-remove as a lookup that leaves no trace
+                let inserted = t.insert(probe);
+                assert_eq!(inserted, !present, "lookup {probe} at {step}");
+                if inserted {
+                    t.remove(probe);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn capacity_stays_within_the_memory_bound() {
+        let d = DedupLimits::default();
+        assert_eq!(d.capacity(), (1_000_000, 1 << 21));
+        let (cap, slots) = d.capacity();
+        assert!(slots * 16 + cap * ENTRY_QUEUE_BYTES <= d.max_bytes);
+        let small = DedupLimits {
+            max_bytes: 1 << 20,
+            ..d
+        };
+        let (cap, slots) = small.capacity();
+        assert!(
+            slots * 16 + cap * ENTRY_QUEUE_BYTES <= 1 << 20,
+            "{cap} {slots}"
+        );
+        assert!(cap > 10_000, "{cap}");
     }
 
     #[test]

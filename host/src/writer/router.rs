@@ -350,15 +350,32 @@ impl Router {
             .entry(partition)
             .or_insert_with(|| PartDedup::new(partition, Window::new(&limits)));
         let bound_before = window.window.evicted;
-        for (i, d) in decoded.iter().enumerate().filter(|_| !off) {
-            let Ok(d) = d else { continue };
-            let Some(id) = dedup::derived_id(&d.head.event_id) else {
-                continue;
-            };
-            if window.window.seen(id, d.micros, chunk.offsets[first + i]) {
+        // The chunk's ids first, then the lookups, each slot prefetched a
+        // few lookups ahead so that their cache misses overlap.
+        let ids: Vec<(usize, u128, i64)> = if off {
+            Vec::new()
+        } else {
+            decoded
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    let d = d.as_ref().ok()?;
+                    Some((i, dedup::derived_id(&d.head.event_id)?, d.micros))
+                })
+                .collect()
+        };
+        const AHEAD: usize = 8;
+        for &(_, id, _) in ids.iter().take(AHEAD) {
+            window.window.prefetch(id);
+        }
+        for (n, &(i, id, micros)) in ids.iter().enumerate() {
+            if let Some(&(_, next, _)) = ids.get(n + AHEAD) {
+                window.window.prefetch(next);
+            }
+            if window.window.seen(id, micros, chunk.offsets[first + i]) {
                 duplicate[i] = true;
             } else {
-                new_ids.push((id, d.micros));
+                new_ids.push((id, micros));
             }
         }
         let dups = duplicate.iter().filter(|d| **d).count();
@@ -383,7 +400,7 @@ impl Router {
                      retries of older events are not recognized; raise --dedup-max-ids or \
                      --dedup-max-mib",
                     humantime::format_duration(Duration::from_secs(span.as_secs())),
-                    limits.max_ids.min(limits.max_bytes / dedup::ENTRY_BYTES),
+                    limits.capacity().0,
                     limits.max_bytes >> 20
                 );
             }
