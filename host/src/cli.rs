@@ -397,16 +397,23 @@ impl SandboxArgs {
 }
 
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The plugin kit's commands print their own report: the daemon's
+    // INFO lines (a temporary registry loading, schemas recorded) are noise
+    // there unless asked for.
+    let default_level = match cli.command {
+        Command::Plugin(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EVENTSIFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         // Colour codes only on a terminal, never in files or pipes.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
