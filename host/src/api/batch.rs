@@ -105,15 +105,58 @@ impl<'de> Deserialize<'de> for Text<'de> {
     }
 }
 
-/// One event object, split into the host's keys and the plugin's fields.
+/// One event object, split into the host's keys and the plugin's fields
+/// (also how `eventsift plugin test` reads a samples line).
 #[derive(Debug, Default)]
-struct Item<'a> {
+pub struct Item<'a> {
     event_type: Option<&'a RawValue>,
     event_id: Option<&'a RawValue>,
     client_ts: Option<&'a RawValue>,
     user_id: Option<&'a RawValue>,
-    /// The other keys, as a JSON object.
-    fields: String,
+    /// The other keys, as a JSON object, in the order sent.
+    pub fields: String,
+}
+
+impl<'a> Item<'a> {
+    pub fn parse(event: &'a str) -> Result<Self, String> {
+        serde_json::from_str(event).map_err(|e| format!("not an event object: {e}"))
+    }
+
+    pub fn event_type(&self) -> Result<Option<Cow<'a, str>>, String> {
+        self.event_type
+            .map(|raw| as_text("event_type", raw))
+            .transpose()
+    }
+
+    /// The event's player (checked), else the batch's.
+    pub fn user_id(&self, batch: Option<&Cow<'a, str>>) -> Result<Option<Cow<'a, str>>, String> {
+        let user = match self.user_id {
+            Some(raw) => Some(as_text("user_id", raw)?),
+            None => batch.cloned(),
+        };
+        if let Some(u) = &user {
+            ingest::check_user_id(u)?;
+        }
+        Ok(user)
+    }
+
+    /// The client's own id of the event (checked).
+    pub fn client_id(&self) -> Result<Option<Cow<'a, str>>, String> {
+        self.event_id
+            .map(|raw| {
+                let id = as_text("event_id", raw)?;
+                ingest::check_client_id("event_id", &id)?;
+                Ok(id)
+            })
+            .transpose()
+    }
+
+    /// Device time, µs.
+    pub fn client_ts(&self) -> Result<Option<i64>, String> {
+        self.client_ts
+            .map(|raw| time_of("client_ts", raw))
+            .transpose()
+    }
 }
 
 impl<'de> Deserialize<'de> for Item<'de> {
@@ -285,15 +328,6 @@ fn time_of(what: &str, raw: &RawValue) -> Result<i64, String> {
     ingest::parse_device_time(what, &v)
 }
 
-/// A device time from header text.
-fn time_of_text(what: &str, text: &str) -> Result<i64, String> {
-    let v = match text.trim().parse::<i64>() {
-        Ok(ms) => serde_json::Value::from(ms),
-        Err(_) => serde_json::Value::from(text.trim()),
-    };
-    ingest::parse_device_time(what, &v)
-}
-
 /// `POST /v1/batch`.
 pub async fn post_batch(state: Arc<ApiState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -319,7 +353,7 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
     // The batch's own keys: a bad one rejects the whole batch.
     let sent_at = match (parsed.sent_at_raw, &parsed.sent_at) {
         (Some(raw), _) => Some(time_of("sent_at", raw)),
-        (None, Some(text)) => Some(time_of_text("sent_at", text)),
+        (None, Some(text)) => Some(ingest::parse_device_time_text("sent_at", text)),
         (None, None) => None,
     }
     .transpose()
@@ -329,7 +363,7 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
         ingest::check_user_id(u).map_err(bad_body)?;
     }
     if let Some(t) = &parsed.sent_at {
-        time_of_text("X-Sent-At", t).map_err(bad_body)?;
+        ingest::parse_device_time_text("X-Sent-At", t).map_err(bad_body)?;
     }
     let batch_user = match (parsed.user_id_raw, parsed.user_id) {
         (Some(raw), _) => Some(as_text("user_id", raw).map_err(bad_body)?),
@@ -352,38 +386,20 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
                     event.len()
                 )));
             }
-            let item: Item<'_> =
-                serde_json::from_str(event).map_err(|e| Ok(format!("not an event object: {e}")))?;
-            let event_type = match item.event_type {
-                Some(raw) => as_text("event_type", raw).map_err(Ok)?,
-                None => return Err(Ok("event_type is missing".into())),
-            };
+            let item = Item::parse(event).map_err(Ok)?;
+            let event_type = item
+                .event_type()
+                .map_err(Ok)?
+                .ok_or_else(|| Ok("event_type is missing".to_owned()))?;
             // A type the key may not write refuses the whole batch.
             principal.may_write(&event_type).map_err(Err)?;
             let plugin = snapshot
                 .get(&event_type)
                 .ok_or_else(|| Ok(format!("no plugin owns event type {event_type:?}")))?
                 .clone();
-            let user_id = match item.user_id {
-                Some(raw) => Some(as_text("user_id", raw).map_err(Ok)?),
-                None => batch_user.clone(),
-            };
-            if let Some(u) = &user_id {
-                ingest::check_user_id(u).map_err(Ok)?;
-            }
-            let client_id = match item.event_id {
-                Some(raw) => {
-                    let id = as_text("event_id", raw).map_err(Ok)?;
-                    ingest::check_client_id("event_id", &id).map_err(Ok)?;
-                    Some(id)
-                }
-                None => None,
-            };
-            let client_ts = item
-                .client_ts
-                .map(|raw| time_of("client_ts", raw))
-                .transpose()
-                .map_err(Ok)?;
+            let user_id = item.user_id(batch_user.as_ref()).map_err(Ok)?;
+            let client_id = item.client_id().map_err(Ok)?;
+            let client_ts = item.client_ts().map_err(Ok)?;
             let time = state
                 .ingest
                 .device_time(client_ts, sent_at, now)

@@ -256,6 +256,15 @@ pub fn parse_device_time(what: &str, v: &serde_json::Value) -> Result<i64, Strin
     }
 }
 
+/// A device time from text (a header): epoch milliseconds or RFC 3339.
+pub fn parse_device_time_text(what: &str, text: &str) -> Result<i64, String> {
+    let v = match text.trim().parse::<i64>() {
+        Ok(ms) => serde_json::Value::from(ms),
+        Err(_) => serde_json::Value::from(text.trim()),
+    };
+    parse_device_time(what, &v)
+}
+
 /// Device time of one event, checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceTime {
@@ -332,6 +341,18 @@ pub struct SingleHeaders<'h> {
     pub time: DeviceTime,
 }
 
+impl<'h> SingleHeaders<'h> {
+    /// The event's context, written with `principal`.
+    pub fn ctx<'a>(&'a self, principal: Principal<'a>) -> EventCtx<'a> {
+        EventCtx {
+            principal,
+            user_id: self.user_id.as_deref(),
+            client_id: self.client_id.as_deref(),
+            time: self.time,
+        }
+    }
+}
+
 impl Ingest {
     /// Reads and checks [`SingleHeaders`] (400 naming what is wrong).
     pub fn single_headers<'h>(
@@ -350,13 +371,7 @@ impl Ingest {
         }
         let time_header = |name: &str| -> Result<Option<i64>, ApiError> {
             header_text(headers, name)
-                .map(|t| {
-                    let v = match t.trim().parse::<i64>() {
-                        Ok(ms) => serde_json::Value::from(ms),
-                        Err(_) => serde_json::Value::from(t.trim()),
-                    };
-                    parse_device_time(name, &v).map_err(bad)
-                })
+                .map(|t| parse_device_time_text(name, &t).map_err(bad))
                 .transpose()
         };
         let (client_ts, sent_at) = (time_header("x-client-ts")?, time_header("x-sent-at")?);

@@ -16,7 +16,7 @@ pub mod envelope;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
-mod routes;
+pub(crate) mod routes;
 pub mod server;
 
 use std::sync::Arc;
@@ -478,12 +478,7 @@ async fn post_event(
             .validate_gated(text, false)
             .await
             .ok_or_else(|| busy(&plugin))?;
-        let ctx = EventCtx {
-            principal,
-            user_id: single.user_id.as_deref(),
-            client_id: single.client_id.as_deref(),
-            time: single.time,
-        };
+        let ctx = single.ctx(principal);
         let (event_id, _reply) =
             accept(&state, &plugin, validated, headers, &ctx, received).await?;
         let mut body = String::with_capacity(52);
@@ -540,12 +535,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             .validate_gated(&fields, true)
             .await
             .ok_or_else(|| busy(&found.plugin))?;
-        let ctx = EventCtx {
-            principal,
-            user_id: single.user_id.as_deref(),
-            client_id: single.client_id.as_deref(),
-            time: single.time,
-        };
+        let ctx = single.ctx(principal);
         let (event_id, reply) =
             accept(&state, &found.plugin, validated, headers, &ctx, received).await?;
         Ok(ok_response(&event_id, TEXT, reply))

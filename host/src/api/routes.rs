@@ -68,7 +68,8 @@ impl Found<'_, '_> {
 }
 
 impl Routes {
-    fn build(snapshot: &Snapshot) -> Self {
+    /// The routes of `snapshot` (the API caches them in a [`RouteTable`]).
+    pub fn build(snapshot: &Snapshot) -> Self {
         let mut by_method: HashMap<Method, matchit::Router<_>> = HashMap::new();
         for plugin in snapshot.plugins() {
             let Some(route) = &plugin.meta.route else {

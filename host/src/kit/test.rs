@@ -18,7 +18,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 
+use std::borrow::Cow;
+
+use axum::http::Method;
+
+use crate::api::batch::Item;
 use crate::api::envelope::{self, EventIdText, RequestMeta};
+use crate::api::routes::Routes;
 use crate::plugin::sandbox::Limits;
 use crate::plugin::{Change, LoadedPlugin, Registry, Runtime, RuntimeConfig, Validated};
 use crate::writer::router::Router;
@@ -78,7 +84,8 @@ fn read_input(input: &Input) -> anyhow::Result<(String, String)> {
     Ok((what, text))
 }
 
-/// One samples line: host keys apart, the rest the plugin's fields.
+/// One samples line, read as the batch endpoint reads an event: host keys
+/// apart, the rest the plugin's fields (in the order written).
 fn sample_line(origin: String, line: &str) -> Sample {
     let mut s = Sample {
         origin,
@@ -88,90 +95,38 @@ fn sample_line(origin: String, line: &str) -> Sample {
         user_id: None,
         client_ts: None,
     };
-    let mut map = match serde_json::from_str::<serde_json::Value>(line) {
-        Ok(serde_json::Value::Object(map)) => map,
-        Ok(_) => {
-            s.fields = Err("a sample must be a JSON object".into());
-            return s;
-        }
-        Err(e) => {
-            s.fields = Err(format!("not JSON: {e}"));
-            return s;
-        }
+    let read = |s: &mut Sample| -> Result<String, String> {
+        let item = Item::parse(line)?;
+        s.event_type = item.event_type()?.map(Cow::into_owned);
+        s.user_id = item.user_id(None)?.map(Cow::into_owned);
+        s.client_id = item.client_id()?.map(Cow::into_owned);
+        s.client_ts = item.client_ts()?;
+        Ok(item.fields)
     };
-    let text = |v: serde_json::Value, what: &str| match v {
-        serde_json::Value::String(t) => Ok(t),
-        other => Err(format!("{what} must be a string, got {other}")),
-    };
-    let mut fail = None;
-    if let Some(v) = map.remove("event_type") {
-        match text(v, "event_type") {
-            Ok(t) => s.event_type = Some(t),
-            Err(e) => fail = Some(e),
-        }
-    }
-    if let Some(v) = map.remove("event_id") {
-        match text(v, "event_id")
-            .and_then(|id| crate::api::ingest::check_client_id("event_id", &id).map(|()| id))
-        {
-            Ok(id) => s.client_id = Some(id),
-            Err(e) => fail = Some(e),
-        }
-    }
-    if let Some(v) = map.remove("user_id") {
-        match text(v, "user_id").and_then(|u| crate::api::ingest::check_user_id(&u).map(|()| u)) {
-            Ok(u) => s.user_id = Some(u),
-            Err(e) => fail = Some(e),
-        }
-    }
-    if let Some(v) = map.remove("client_ts") {
-        match crate::api::ingest::parse_device_time("client_ts", &v) {
-            Ok(t) => s.client_ts = Some(t),
-            Err(e) => fail = Some(e),
-        }
-    }
-    s.fields = match fail {
-        Some(e) => Err(e),
-        None => Ok(serde_json::Value::Object(map).to_string()),
-    };
+    s.fields = read(&mut s);
     s
 }
 
-/// One routes line: the route's parameters as strings.
-fn route_line(origin: String, line: &str, plugin: &LoadedPlugin) -> Sample {
-    let mut s = Sample {
+/// One routes line, matched as the API matches it: the route's
+/// parameters as strings (percent-decoded).
+fn route_line(origin: String, line: &str, plugin: &LoadedPlugin, routes: &Routes) -> Sample {
+    let (method, path) = line.split_once(' ').unwrap_or(("", line));
+    let fields = match (&plugin.meta.route, Method::from_bytes(method.as_bytes())) {
+        (None, _) => Err("the plugin declares no route".to_owned()),
+        (Some(route), Ok(method)) => match routes.find(&method, path.trim()) {
+            Some(found) => found.fields(),
+            None => Err(format!("does not match the plugin's route {route}")),
+        },
+        (Some(route), Err(_)) => Err(format!("does not match the plugin's route {route}")),
+    };
+    Sample {
         origin,
-        fields: Err(String::new()),
+        fields,
         event_type: Some(plugin.meta.event_type.clone()),
         client_id: None,
         user_id: None,
         client_ts: None,
-    };
-    let Some(route) = &plugin.meta.route else {
-        s.fields = Err("the plugin declares no route".into());
-        return s;
-    };
-    let (method, path) = line.split_once(' ').unwrap_or(("", line));
-    let want: Vec<&str> = route.path.split('/').collect();
-    let got: Vec<&str> = path.trim().split('/').collect();
-    let mut fields = serde_json::Map::new();
-    let matches = method == route.method
-        && want.len() == got.len()
-        && want.iter().zip(&got).all(|(w, g)| {
-            match w.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
-                Some(name) => {
-                    fields.insert(name.to_owned(), serde_json::Value::String((*g).to_owned()));
-                    !g.is_empty()
-                }
-                None => w == g,
-            }
-        });
-    s.fields = if matches {
-        Ok(serde_json::Value::Object(fields).to_string())
-    } else {
-        Err(format!("does not match the plugin's route {route}"))
-    };
-    s
+    }
 }
 
 /// Values of text columns cut to `max` characters, for display.
@@ -257,6 +212,7 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
         load.as_millis()
     );
 
+    let routes = Routes::build(&registry.snapshot());
     let mut samples = Vec::new();
     for input in &options.inputs {
         let (what, text) = read_input(input)?;
@@ -268,7 +224,7 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
             let origin = format!("{what}:{}", n + 1);
             samples.push(match input {
                 Input::Samples(_) => sample_line(origin, line),
-                Input::Routes(_) => route_line(origin, line, &plugin),
+                Input::Routes(_) => route_line(origin, line, &plugin, &routes),
             });
         }
     }
@@ -438,6 +394,12 @@ mod tests {
         assert_eq!(s.user_id.as_deref(), Some("p1"));
         assert_eq!(s.client_ts, Some(1_700_000_000_000_000));
         let bad = sample_line("x:2".into(), "[1]");
-        assert_eq!(bad.fields, Err("a sample must be a JSON object".into()));
+        assert!(
+            bad.fields
+                .as_ref()
+                .is_err_and(|e| e.starts_with("not an event object: ")),
+            "{:?}",
+            bad.fields
+        );
     }
 }
