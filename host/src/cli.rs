@@ -169,6 +169,18 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugin_deadline: Option<String>,
+    /// Plugin log lines below this level are dropped: trace, debug, info, warn or error [default: info].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_log_level: Option<String>,
+    /// Log lines per second each plugin may write over time [default: 100].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_log_rate: Option<u32>,
+    /// Log lines a plugin may write at once, past the rate [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_log_burst: Option<u32>,
     /// Writer: Kafka consumer group [default: eventsift-writer].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -385,6 +397,9 @@ pub struct SandboxArgs {
     /// CPU deadline per plugin call (a batch), e.g. 100ms.
     #[arg(long, env = "EVENTSIFT_PLUGIN_DEADLINE", default_value = "100ms")]
     pub plugin_deadline: humantime::Duration,
+    /// Plugin log lines below this level are not shown (contract 0.2 plugins).
+    #[arg(long, env = "EVENTSIFT_PLUGIN_LOG_LEVEL", default_value = "trace")]
+    pub plugin_log_level: crate::plugin::LogLevel,
 }
 
 impl SandboxArgs {
@@ -896,6 +911,10 @@ fn runtime(sandbox: &SandboxArgs, cache_dir: Option<&Path>) -> Result<std::sync:
     Runtime::new(RuntimeConfig {
         limits: sandbox.limits(),
         cache_dir: cache_dir.map(Path::to_path_buf),
+        log: crate::plugin::LogConfig {
+            level: sandbox.plugin_log_level,
+            ..Default::default()
+        },
     })
 }
 
@@ -952,6 +971,7 @@ fn plugin_test(
         inputs,
         limits: sandbox.limits(),
         max_cell,
+        log_level: sandbox.plugin_log_level,
     })?;
     print!("{}", report.text);
     if strict && (report.rejected > 0 || report.faults > 0) {
@@ -970,7 +990,13 @@ fn check(file: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
     let plugin = LoadedPlugin::load(&runtime, file.to_path_buf(), &wasm)
         .with_context(|| format!("{} is not a valid eventsift plugin", file.display()))?;
     print!("{}", describe(&plugin, wasm.len()));
-    println!("ok: {} is valid against {CONTRACT}", file.display());
+    println!(
+        "ok: {} is valid against {}@{} (this host serves {})",
+        file.display(),
+        CONTRACT.package,
+        plugin.contract.version,
+        CONTRACT.served().collect::<Vec<_>>().join(" and ")
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -980,7 +1006,17 @@ pub fn describe(plugin: &LoadedPlugin, bytes: usize) -> String {
     let m = &plugin.meta;
     let mut s = String::new();
     let _ = writeln!(s, "plugin      {} {}", m.name, m.version);
-    let _ = writeln!(s, "contract    {CONTRACT}");
+    let _ = writeln!(
+        s,
+        "contract    {}@{}{}",
+        CONTRACT.package,
+        plugin.contract.version,
+        if plugin.contract.logs() {
+            ""
+        } else {
+            " (no log import)"
+        }
+    );
     let _ = writeln!(s, "event type  {}", m.event_type);
     let _ = writeln!(s, "table       {}", m.table);
     let _ = writeln!(

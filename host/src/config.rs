@@ -41,6 +41,12 @@ pub struct Config {
     /// CPU deadline per plugin call.
     #[serde(with = "humantime_serde")]
     pub plugin_deadline: Duration,
+    /// Plugin log lines below this level are dropped (contract 0.2 plugins).
+    pub plugin_log_level: crate::plugin::LogLevel,
+    /// Log lines per second each plugin may write over time.
+    pub plugin_log_rate: u32,
+    /// Log lines a plugin may write at once (its bucket's size).
+    pub plugin_log_burst: u32,
     /// Kafka consumer group of the writer.
     pub group: String,
     /// How long the writer holds an event whose type has no plugin yet
@@ -152,6 +158,9 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(5),
             plugin_memory_mib: 64,
             plugin_deadline: Duration::from_millis(100),
+            plugin_log_level: crate::plugin::LogLevel::Info,
+            plugin_log_rate: 100,
+            plugin_log_burst: 1000,
             group: "eventsift-writer".into(),
             plugin_wait: Duration::from_secs(30),
             max_buffer_mib: 256,
@@ -197,6 +206,9 @@ const KEYS: &[&str] = &[
     "ack_timeout",
     "plugin_memory_mib",
     "plugin_deadline",
+    "plugin_log_level",
+    "plugin_log_rate",
+    "plugin_log_burst",
     "group",
     "plugin_wait",
     "max_buffer_mib",
@@ -279,6 +291,7 @@ impl Config {
             ("dedup_max_ids", self.dedup_max_ids),
             ("dedup_max_mib", self.dedup_max_mib),
             ("dedup_snapshot_every", self.dedup_snapshot_every),
+            ("plugin_log_burst", self.plugin_log_burst as usize),
         ];
         for (name, v) in at_least_one {
             if v == 0 {

@@ -61,6 +61,11 @@ impl Plugins {
                 deadline: config.plugin_deadline,
             },
             cache_dir: Some(config.cache_dir()),
+            log: crate::plugin::LogConfig {
+                level: config.plugin_log_level,
+                per_second: config.plugin_log_rate,
+                burst: config.plugin_log_burst,
+            },
         })?;
         let registry = Registry::new(runtime, &config.plugins);
         if let Some(location) = warehouse {

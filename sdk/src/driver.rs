@@ -50,7 +50,9 @@ pub fn process_batch<P: Plugin>(data: &[u8], ends: &[u32]) -> BatchOutput {
             _ => continue,
         }
         let mut row = columns.row();
+        crate::log::set_current(Some(index as u32));
         let result = P::map(&event, &mut row);
+        crate::log::set_current(None);
         let written = row.written();
         match result {
             Ok(_) => {

@@ -48,6 +48,7 @@ mod driver;
 mod event;
 mod info;
 pub mod json;
+pub mod log;
 mod scan;
 pub mod testing;
 #[cfg(target_arch = "wasm32")]

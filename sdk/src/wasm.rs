@@ -10,7 +10,7 @@ use crate::info::ColumnType;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/plugin.wit",
         world: "event-plugin",
         pub_export_macro: true,
         export_macro_name: "__export_event_plugin",

@@ -27,6 +27,8 @@ const PACKAGES: &[&str] = &[
     "fixture-impostor",
     "fixture-slow",
     "fixture-legacy",
+    "fixture-contract_0_1",
+    "fixture-chatty",
 ];
 
 fn main() {

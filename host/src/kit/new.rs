@@ -13,6 +13,7 @@ const SDK_SOURCES: &[(&str, &str)] = &[
     ("info.rs", include_str!("../../../sdk/src/info.rs")),
     ("json.rs", include_str!("../../../sdk/src/json.rs")),
     ("lib.rs", include_str!("../../../sdk/src/lib.rs")),
+    ("log.rs", include_str!("../../../sdk/src/log.rs")),
     ("scan.rs", include_str!("../../../sdk/src/scan.rs")),
     ("testing.rs", include_str!("../../../sdk/src/testing.rs")),
     ("wasm.rs", include_str!("../../../sdk/src/wasm.rs")),

@@ -48,6 +48,8 @@ pub struct TestOptions {
     pub limits: Limits,
     /// Widest cell printed (longer values are cut with `…`).
     pub max_cell: usize,
+    /// Plugin log lines below this level are not shown.
+    pub log_level: crate::plugin::LogLevel,
 }
 
 /// What `plugin test` saw.
@@ -59,6 +61,8 @@ pub struct Report {
     /// Rejections by `validate` or `process`, and unusable inputs.
     pub rejected: usize,
     pub faults: u64,
+    /// Log lines the plugin wrote (shown in `text`).
+    pub log_lines: usize,
 }
 
 struct Sample {
@@ -165,6 +169,10 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
     let runtime = Runtime::new(RuntimeConfig {
         limits: options.limits.clone(),
         cache_dir: None,
+        log: crate::plugin::LogConfig {
+            level: options.log_level,
+            ..Default::default()
+        },
     })?;
     // The daemon's registry over a folder holding this one file.
     let folder = tempfile::tempdir()?;
@@ -240,6 +248,7 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
     let mut validate_time = Duration::ZERO;
     let mut validated = 0u32;
     let mut api_rejections = String::new();
+    let mut logs = String::new();
     for s in &samples {
         let fields = match (&s.fields, &s.event_type) {
             (Err(e), _) => Err(e.clone()),
@@ -249,8 +258,11 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
             )),
             (Ok(f), _) => {
                 let t = Instant::now();
-                let v = plugin.validate(f);
+                let (v, lines) = plugin.validate_with_logs(f);
                 validate_time += t.elapsed();
+                for l in lines {
+                    let _ = writeln!(logs, "  {} validate {:<5} {}", s.origin, l.level, l.message);
+                }
                 validated += 1;
                 match v {
                     Validated::Accepted { fields, .. } => Ok(fields),
@@ -317,7 +329,8 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
         Arc::new(Schemas::new(wh)),
         Duration::ZERO,
         crate::writer::WriterConfig::default().max_record_bytes,
-    );
+    )
+    .keep_logs();
     let faults_before = plugin.faults();
     let t = Instant::now();
     let routed = if chunk.offsets.is_empty() {
@@ -327,6 +340,21 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
     };
     let process_time = t.elapsed();
     result.faults = plugin.faults() - faults_before;
+    for l in router.take_logs() {
+        let origin = match l.position {
+            Some((_, offset)) => lines
+                .get(offset as usize)
+                .map_or("?", String::as_str)
+                .to_owned(),
+            None => "batch".to_owned(),
+        };
+        let _ = writeln!(
+            logs,
+            "  {origin} process  {:<5} {}",
+            l.line.level, l.line.message
+        );
+    }
+    result.log_lines = logs.lines().count();
     let mut tables = String::new();
     let mut rows = 0usize;
     let mut process_rejected = 0usize;
@@ -374,6 +402,32 @@ pub fn run(options: &TestOptions) -> anyhow::Result<Report> {
         }
     );
     out.push_str(&tables);
+    let budget = plugin.log_budget();
+    let (below, over) = budget.dropped();
+    if plugin.contract.logs() {
+        let _ = writeln!(
+            out,
+            "\nlog       {} lines{}{}",
+            result.log_lines,
+            if below > 0 {
+                format!(", {below} below {}", options.log_level)
+            } else {
+                String::new()
+            },
+            if over > 0 {
+                format!(", {over} over the rate limit")
+            } else {
+                String::new()
+            },
+        );
+        out.push_str(&logs);
+    } else {
+        let _ = writeln!(
+            out,
+            "\nlog       none: built against {}, which has no log import",
+            plugin.contract.export
+        );
+    }
     result.text = out;
     Ok(result)
 }

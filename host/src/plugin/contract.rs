@@ -10,7 +10,8 @@ use super::bindings::{PluginInfo, WitColumnType};
 pub const CONTRACT: Contract = Contract {
     package: "eventsift:plugin",
     interface: "plugin",
-    version: "0.1.0",
+    version: "0.2.0",
+    older: &["0.1.0"],
 };
 
 /// Columns every table has, filled by the host; plugins may not declare them.
@@ -55,7 +56,26 @@ pub const RESERVED_PATHS: &[&str] = &[
 pub struct Contract {
     pub package: &'static str,
     pub interface: &'static str,
+    /// The current version (`wit/plugin.wit`).
     pub version: &'static str,
+    /// Older versions served beside it (`wit/<version>/plugin.wit`, frozen):
+    /// their `plugin` interface is the current one, only the imports differ.
+    pub older: &'static [&'static str],
+}
+
+/// The contract version a plugin was built against, as found in its exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Built {
+    /// The full export name, e.g. `eventsift:plugin/plugin@0.1.0`.
+    pub export: String,
+    pub version: semver::Version,
+}
+
+impl Built {
+    /// Whether the plugin can log (contract 0.2 and later).
+    pub fn logs(&self) -> bool {
+        self.version >= semver::Version::new(0, 2, 0)
+    }
 }
 
 impl Contract {
@@ -64,12 +84,18 @@ impl Contract {
         format!("{}/{}", self.package, self.interface)
     }
 
-    /// Checks the versioned export name of a component against this contract.
-    /// `exports` are the component's export names.
+    /// Every version served, the current one first.
+    pub fn served(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.version).chain(self.older.iter().copied())
+    }
+
+    /// Checks the versioned export name of a component against the versions
+    /// this host serves (same major; for 0.x the same minor) and returns
+    /// the one it was built against. `exports` are its export names.
     pub fn check_exports<'a>(
         &self,
         exports: impl Iterator<Item = &'a str>,
-    ) -> Result<(), LoadError> {
+    ) -> Result<Built, LoadError> {
         let prefix = format!("{}@", self.interface_name());
         let exports: Vec<&str> = exports.collect();
         let Some(found) = exports.iter().find_map(|e| e.strip_prefix(&prefix)) else {
@@ -84,14 +110,22 @@ impl Contract {
         };
         let incompatible = || LoadError::Incompatible {
             found: format!("{}@{found}", self.package),
-            expected: format!("{}@{}", self.package, self.version),
+            expected: self
+                .served()
+                .map(|v| format!("{}@{v}", self.package))
+                .collect::<Vec<_>>()
+                .join(" and "),
         };
-        let ours = semver::Version::parse(self.version).expect("CONTRACT.version is semver");
         let theirs = semver::Version::parse(found).map_err(|_| incompatible())?;
-        let compatible =
-            ours.major == theirs.major && (ours.major > 0 || ours.minor == theirs.minor);
+        let compatible = self.served().any(|v| {
+            let ours = semver::Version::parse(v).expect("contract versions are semver");
+            ours.major == theirs.major && (ours.major > 0 || ours.minor == theirs.minor)
+        });
         if compatible {
-            Ok(())
+            Ok(Built {
+                export: format!("{prefix}{found}"),
+                version: theirs,
+            })
         } else {
             Err(incompatible())
         }
@@ -402,7 +436,7 @@ mod tests {
 
     fn check(exports: &[&str], expect: &str) {
         let got = match CONTRACT.check_exports(exports.iter().copied()) {
-            Ok(()) => "ok".to_owned(),
+            Ok(built) => format!("ok {} logs={}", built.version, built.logs()),
             Err(e) => e.to_string(),
         };
         assert_eq!(got, expect);
@@ -410,16 +444,25 @@ mod tests {
 
     #[test]
     fn contract_versions() {
-        check(&["eventsift:plugin/plugin@0.1.0"], "ok");
-        check(&["eventsift:plugin/plugin@0.1.7"], "ok");
+        check(&["eventsift:plugin/plugin@0.1.0"], "ok 0.1.0 logs=false");
+        check(&["eventsift:plugin/plugin@0.1.7"], "ok 0.1.7 logs=false");
+        check(&["eventsift:plugin/plugin@0.2.0"], "ok 0.2.0 logs=true");
+        check(&["eventsift:plugin/plugin@0.2.3"], "ok 0.2.3 logs=true");
         check(
-            &["eventsift:plugin/plugin@0.2.0"],
-            "incompatible contract: plugin built against eventsift:plugin@0.2.0, this host speaks \
-             eventsift:plugin@0.1.0 (same major version needed)",
+            &["eventsift:plugin/plugin@0.3.0"],
+            "incompatible contract: plugin built against eventsift:plugin@0.3.0, this host speaks \
+             eventsift:plugin@0.2.0 and eventsift:plugin@0.1.0 (same major version needed, and \
+             for 0.x the same minor)",
+        );
+        check(
+            &["eventsift:plugin/plugin@1.0.0"],
+            "incompatible contract: plugin built against eventsift:plugin@1.0.0, this host speaks \
+             eventsift:plugin@0.2.0 and eventsift:plugin@0.1.0 (same major version needed, and \
+             for 0.x the same minor)",
         );
         check(
             &["wasi:http/incoming-handler@0.2.0"],
-            "not an eventsift plugin: it exports no `eventsift:plugin/plugin@0.1.0` interface \
+            "not an eventsift plugin: it exports no `eventsift:plugin/plugin@0.2.0` interface \
              (exports: wasi:http/incoming-handler@0.2.0)",
         );
     }
@@ -432,6 +475,29 @@ mod tests {
             "update CONTRACT to match wit/plugin.wit"
         );
         assert!(wit.contains(&format!("interface {} {{", CONTRACT.interface)));
+    }
+
+    /// An older version is served with the current `plugin` interface's
+    /// types: its interface must be the current one, word for word (doc
+    /// comments aside), and it must import nothing.
+    #[test]
+    fn older_contracts_share_the_plugin_interface() {
+        fn interface(wit: &str) -> String {
+            let start = wit.find("interface plugin {").expect("interface plugin");
+            let end = start + wit[start..].find("\n}\n").expect("end of interface");
+            wit[start..end]
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with("///") && !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        let current = include_str!("../../../wit/plugin.wit");
+        let old = include_str!("../../../wit/0.1.0/plugin.wit");
+        assert_eq!(CONTRACT.older, &["0.1.0"], "add the new older version here");
+        assert!(old.contains("package eventsift:plugin@0.1.0;"));
+        assert_eq!(interface(current), interface(old));
+        assert!(!old.contains("import "), "0.1.0 imports nothing");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, OptLevel};
 
 use super::LoadError;
+use super::log::LogConfig;
 use super::sandbox::Limits;
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -24,6 +25,8 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// Where compiled plugins are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// What plugins' log lines are kept (contract 0.2).
+    pub log: LogConfig,
 }
 
 /// The engine shared by every plugin, with its ticker thread.
@@ -67,6 +70,10 @@ impl Runtime {
 
     pub fn limits(&self) -> Limits {
         self.config.limits
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        self.config.log
     }
 
     /// Epoch ticks that make up the per-call deadline (rounded up, plus the

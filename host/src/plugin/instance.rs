@@ -19,14 +19,18 @@ use std::time::SystemTime;
 
 use wasmtime::Store;
 use wasmtime::Trap;
-use wasmtime::component::Linker;
+use wasmtime::component::{
+    Component, ComponentExportIndex, Func, HasSelf, InstancePre, Linker, TypedFunc,
+};
 
 use super::LoadError;
 use super::bindings::{
-    BatchResult, ColumnData, ColumnValues, EventPlugin, EventPluginPre, TextValues, WitBatch,
+    BatchResult, ColumnData, ColumnValues, PluginInfo, TextValues, WitBatch, WitValidated,
+    add_log_to_linker,
 };
-use super::contract::{CONTRACT, ColumnType, PluginMeta};
+use super::contract::{Built, CONTRACT, ColumnType, PluginMeta};
 use super::engine::Runtime;
+use super::log::{CallLog, LogBudget, PluginLine};
 use super::memo::ValidateMemo;
 use super::sandbox::{HostState, Limiter, MemoryLimitExceeded};
 
@@ -171,6 +175,8 @@ pub struct BatchOutcome {
     pub rejected: Vec<Rejected>,
     /// Faults (traps or invalid results) met while processing the batch.
     pub faults: u32,
+    /// Lines the plugin logged, `event` as an index into the batch.
+    pub logs: Vec<PluginLine>,
 }
 
 /// One accepted event from [`LoadedPlugin::validate`].
@@ -180,9 +186,96 @@ pub enum Validated {
     Rejected(String),
 }
 
+/// The contract's three exports, found by the version the plugin was
+/// built against (every version served shares the `plugin` interface).
+#[derive(Clone, Copy)]
+struct Exports {
+    describe: ComponentExportIndex,
+    validate: ComponentExportIndex,
+    process: ComponentExportIndex,
+}
+
+impl Exports {
+    fn find(component: &Component, built: &Built) -> Result<Self, LoadError> {
+        let missing = |what: &str| {
+            LoadError::Instantiate(format!("{} exports no function `{what}`", built.export))
+        };
+        let iface = component
+            .get_export_index(None, &built.export)
+            .ok_or_else(|| missing("(interface)"))?;
+        let func = |name: &str| {
+            component
+                .get_export_index(Some(&iface), name)
+                .ok_or_else(|| missing(name))
+        };
+        Ok(Exports {
+            describe: func("describe")?,
+            validate: func("validate")?,
+            process: func("process")?,
+        })
+    }
+}
+
+type DescribeFn = TypedFunc<(), (PluginInfo,)>;
+type ValidateFn<'a> = TypedFunc<(&'a str,), (Result<WitValidated, String>,)>;
+type ProcessFn<'a> = TypedFunc<(&'a WitBatch,), (BatchResult,)>;
+
 struct Instance {
     store: Store<HostState>,
-    plugin: EventPlugin,
+    describe: Func,
+    validate: Func,
+    process: Func,
+}
+
+impl Instance {
+    /// Looks the exports up and checks their types against the contract's
+    /// (done for every instance; cheap next to instantiation).
+    fn new(
+        mut store: Store<HostState>,
+        instance: wasmtime::component::Instance,
+        exports: &Exports,
+    ) -> wasmtime::Result<Self> {
+        let get = |store: &mut Store<HostState>, idx: &ComponentExportIndex| {
+            instance
+                .get_func(&mut *store, idx)
+                .ok_or_else(|| wasmtime::format_err!("a contract function is not exported"))
+        };
+        let describe = get(&mut store, &exports.describe)?;
+        let validate = get(&mut store, &exports.validate)?;
+        let process = get(&mut store, &exports.process)?;
+        describe.typed::<(), (PluginInfo,)>(&store)?;
+        validate.typed::<(&str,), (Result<WitValidated, String>,)>(&store)?;
+        process.typed::<(&WitBatch,), (BatchResult,)>(&store)?;
+        Ok(Instance {
+            store,
+            describe,
+            validate,
+            process,
+        })
+    }
+
+    fn describe(&mut self) -> wasmtime::Result<PluginInfo> {
+        // SAFETY: `Instance::new` checked this function's type against these.
+        let f: DescribeFn = unsafe { TypedFunc::new_unchecked(self.describe) };
+        Ok(f.call(&mut self.store, ())?.0)
+    }
+
+    fn validate(&mut self, fields: &str) -> wasmtime::Result<Result<WitValidated, String>> {
+        // SAFETY: `Instance::new` checked this function's type against these.
+        let f: ValidateFn<'_> = unsafe { TypedFunc::new_unchecked(self.validate) };
+        Ok(f.call(&mut self.store, (fields,))?.0)
+    }
+
+    fn process(&mut self, batch: &WitBatch) -> wasmtime::Result<BatchResult> {
+        // SAFETY: `Instance::new` checked this function's type against these.
+        let f: ProcessFn<'_> = unsafe { TypedFunc::new_unchecked(self.process) };
+        Ok(f.call(&mut self.store, (batch,))?.0)
+    }
+
+    /// The lines logged by the last call.
+    fn take_logs(&mut self) -> Vec<PluginLine> {
+        std::mem::take(&mut self.store.data_mut().log.lines)
+    }
 }
 
 /// A compiled, described and validated plugin.
@@ -191,8 +284,12 @@ pub struct LoadedPlugin {
     pub source: PathBuf,
     pub sha256: String,
     pub loaded_at: SystemTime,
+    /// The contract version it was built against.
+    pub contract: Built,
     runtime: Arc<Runtime>,
-    pre: EventPluginPre<HostState>,
+    pre: InstancePre<HostState>,
+    exports: Exports,
+    log: Arc<LogBudget>,
     pool: Mutex<Vec<Instance>>,
     instances_created: AtomicU64,
     faults: AtomicU64,
@@ -228,15 +325,18 @@ impl LoadedPlugin {
         let component = runtime.compile(wasm)?;
         let engine = runtime.engine();
         let ty = component.component_type();
-        CONTRACT.check_exports(ty.exports(engine).map(|(name, _)| name))?;
+        let contract = CONTRACT.check_exports(ty.exports(engine).map(|(name, _)| name))?;
+        let exports = Exports::find(&component, &contract)?;
         let mut linker: Linker<HostState> = Linker::new(engine);
-        // No capability at all: every import (WASI included) traps if called.
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(EventPluginPre::new)
+        let linked = if contract.logs() {
+            add_log_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        } else {
+            Ok(())
+        };
+        // No other capability: every other import (WASI included) traps if called.
+        let pre = linked
+            .and_then(|()| linker.define_unknown_imports_as_traps(&component))
+            .and_then(|()| linker.instantiate_pre(&component))
             .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
         let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(wasm));
         let mut plugin = LoadedPlugin {
@@ -251,8 +351,11 @@ impl LoadedPlugin {
             source,
             sha256,
             loaded_at: SystemTime::now(),
+            contract,
             runtime: runtime.clone(),
             pre,
+            exports,
+            log: Arc::new(LogBudget::new(runtime.log_config())),
             pool: Mutex::new(Vec::new()),
             instances_created: AtomicU64::new(0),
             faults: AtomicU64::new(0),
@@ -264,11 +367,11 @@ impl LoadedPlugin {
             .map_err(|f| LoadError::Instantiate(f.0))?;
         plugin.arm(&mut instance);
         let info = instance
-            .plugin
-            .eventsift_plugin_plugin()
-            .call_describe(&mut instance.store)
+            .describe()
             .map_err(|e| LoadError::Describe(fault_reason(&e)))?;
         plugin.meta = PluginMeta::from_info(info)?;
+        plugin.log.export_metrics(&plugin.meta.name);
+        plugin.emit(instance.take_logs());
         plugin
             .pool
             .lock()
@@ -279,12 +382,33 @@ impl LoadedPlugin {
 
     fn instantiate(&self) -> Result<Instance, Fault> {
         let limiter = Limiter::new(self.runtime.limits().memory_bytes);
-        let mut store = Store::new(self.runtime.engine(), HostState { limiter });
+        let state = HostState {
+            limiter,
+            log: CallLog::default(),
+            budget: self.log.clone(),
+        };
+        let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.runtime.deadline_ticks());
-        let plugin = self.pre.instantiate(&mut store).map_err(|e| fault_of(&e))?;
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|i| Instance::new(store, i, &self.exports))
+            .map_err(|e| fault_of(&e))?;
         self.instances_created.fetch_add(1, Ordering::Relaxed);
-        Ok(Instance { store, plugin })
+        Ok(instance)
+    }
+
+    /// Writes lines of `describe` or `validate` to the daemon's log.
+    fn emit(&self, lines: Vec<PluginLine>) {
+        for line in &lines {
+            super::log::emit(&self.meta.name, &self.meta.version, line, None);
+        }
+    }
+
+    /// The plugin's log budget and counters.
+    pub fn log_budget(&self) -> &LogBudget {
+        &self.log
     }
 
     /// Starts the CPU deadline for the next call.
@@ -378,14 +502,27 @@ impl LoadedPlugin {
         Some(out.into_iter().flatten().collect())
     }
 
-    /// The Wasm call of `validate`, and whether it faulted.
+    /// The Wasm call of `validate`, and whether it faulted. The lines it
+    /// logged go to the daemon's log.
     fn validate_call(&self, fields: &str) -> (Validated, bool) {
+        let (result, logs) = self.validate_logged(fields);
+        self.emit(logs);
+        result
+    }
+
+    /// [`LoadedPlugin::validate`] with the lines the call logged (a fault's
+    /// included), for `eventsift plugin test`.
+    pub fn validate_with_logs(&self, fields: &str) -> (Validated, Vec<PluginLine>) {
+        let ((result, _), logs) = self.validate_logged(fields);
+        (result, logs)
+    }
+
+    fn validate_logged(&self, fields: &str) -> ((Validated, bool), Vec<PluginLine>) {
+        let mut logs = Vec::new();
         let result = self.checkout().and_then(|mut instance| {
-            match instance
-                .plugin
-                .eventsift_plugin_plugin()
-                .call_validate(&mut instance.store, fields)
-            {
+            let r = instance.validate(fields);
+            logs = instance.take_logs();
+            match r {
                 Ok(r) => {
                     self.checkin(instance);
                     Ok(r)
@@ -393,6 +530,13 @@ impl LoadedPlugin {
                 Err(e) => Err(fault_of(&e)),
             }
         });
+        (self.judge_validated(result), logs)
+    }
+
+    fn judge_validated(
+        &self,
+        result: Result<Result<WitValidated, String>, Fault>,
+    ) -> (Validated, bool) {
         match result {
             Ok(Ok(v)) => match check_validated(&v.fields, &v.reply) {
                 Ok(()) => (
@@ -460,7 +604,7 @@ impl LoadedPlugin {
 
     /// One sub-batch (events from `offset` on) into `out`.
     fn process_part(&self, batch: &Batch, offset: u32, out: &mut BatchOutcome) {
-        match self.call_process(batch) {
+        match self.call_process(batch, offset, &mut out.logs) {
             Ok(result) if offset == 0 && out.rows.is_empty() && out.rejected.is_empty() => {
                 // The common case: the plugin's result becomes the outcome as is.
                 out.rows = result.rows;
@@ -516,7 +660,7 @@ impl LoadedPlugin {
         for (range, start) in [(0..mid, 0), (mid..batch.len(), mid)] {
             let half = batch.slice(range);
             let at = offset + start as u32;
-            match self.call_process(&half) {
+            match self.call_process(&half, at, &mut out.logs) {
                 Ok(result) => append(out, result, at),
                 Err(fault) if fault.1 && half.len() > 1 => {
                     self.isolate(&half, at, fault, budget, out)
@@ -532,13 +676,22 @@ impl LoadedPlugin {
     }
 
     /// One call on a pooled instance; the instance is dropped on a fault.
-    fn call_process(&self, batch: &Batch) -> Result<BatchResult, Fault> {
+    /// Lines it logged go to `logs`, event indices moved by `offset` (those
+    /// naming no event of the call lose the index).
+    fn call_process(
+        &self,
+        batch: &Batch,
+        offset: u32,
+        logs: &mut Vec<PluginLine>,
+    ) -> Result<BatchResult, Fault> {
         let mut instance = self.checkout().map_err(|f| self.fault(f))?;
-        let result = instance
-            .plugin
-            .eventsift_plugin_plugin()
-            .call_process(&mut instance.store, &batch.0)
-            .map_err(|e| self.fault(fault_of(&e)))?;
+        let result = instance.process(&batch.0);
+        let events = batch.len() as u32;
+        logs.extend(instance.take_logs().into_iter().map(|mut l| {
+            l.event = l.event.filter(|&i| i < events).map(|i| i + offset);
+            l
+        }));
+        let result = result.map_err(|e| self.fault(fault_of(&e)))?;
         self.checkin(instance);
         check_result(&self.meta, batch.len(), &result)
             .map_err(|why| self.fault(Fault::new(format!("invalid batch result: {why}"))))?;
@@ -553,16 +706,21 @@ impl Fault {
 }
 
 /// A plugin's text cut to [`MAX_REASON_BYTES`] (at a character boundary).
-fn cut(mut reason: String) -> String {
-    if reason.len() > MAX_REASON_BYTES {
-        let mut at = MAX_REASON_BYTES;
-        while !reason.is_char_boundary(at) {
+fn cut(reason: String) -> String {
+    cut_to(reason, MAX_REASON_BYTES)
+}
+
+/// A plugin's text cut to `max` bytes at a character boundary, marked `…`.
+pub(crate) fn cut_to(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max;
+        while !text.is_char_boundary(at) {
             at -= 1;
         }
-        reason.truncate(at);
-        reason.push('…');
+        text.truncate(at);
+        text.push('…');
     }
-    reason
+    text
 }
 
 fn plugin_rejections(rejected: Vec<super::bindings::Rejection>) -> Vec<Rejected> {

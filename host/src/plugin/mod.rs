@@ -3,6 +3,7 @@
 //! from faults, and a registry that hot-reloads a plugin folder.
 //!
 //! - [`bindings`]: the only `bindgen!` of the host, for `wit/plugin.wit`.
+//! - [`log`]: the `log` import: rate limits, tags, levels and counters.
 //! - [`contract`]: contract version and metadata rules a plugin must meet.
 //! - [`engine`]: the engine, its epoch ticker and the compilation cache.
 //! - [`sandbox`]: per-instance limits (memory cap, CPU deadline) and grants.
@@ -14,14 +15,16 @@ pub mod bindings;
 pub mod contract;
 pub mod engine;
 pub mod instance;
+pub mod log;
 pub mod memo;
 pub mod registry;
 pub mod sandbox;
 pub mod watcher;
 
-pub use contract::{CONTRACT, ColumnSpec, ColumnType, PluginMeta, Route};
+pub use contract::{Built, CONTRACT, ColumnSpec, ColumnType, PluginMeta, Route};
 pub use engine::{Runtime, RuntimeConfig};
 pub use instance::{Batch, BatchOutcome, LoadedPlugin, RejectStage, Rejected, Validated};
+pub use log::{LogConfig, LogLevel, PluginLine};
 pub use registry::{Change, Registry, Snapshot};
 pub use sandbox::MemoryLimitExceeded;
 
@@ -39,7 +42,7 @@ pub enum LoadError {
     NotAPlugin { expected: String, found: String },
     #[error(
         "incompatible contract: plugin built against {found}, this host speaks {expected} \
-         (same major version needed)"
+         (same major version needed, and for 0.x the same minor)"
     )]
     Incompatible { found: String, expected: String },
     #[error("cannot instantiate plugin: {0}")]

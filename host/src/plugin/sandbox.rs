@@ -1,11 +1,16 @@
 //! What a plugin instance may use: memory up to a cap, CPU up to a deadline
-//! per call, and nothing else. The linker grants no WASI capability at all:
-//! every import (file system, sockets, environment, clocks, stdio) is
+//! per call, the contract's `log` import (0.2; bounded, see [`super::log`])
+//! and nothing else. The linker grants no WASI capability at all: every
+//! other import (file system, sockets, environment, clocks, stdio) is
 //! defined as a function that traps when called.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
+
+use super::bindings::{LogHost, WitLevel};
+use super::log::{CallLog, LogBudget};
 
 /// The typed error a plugin gets when it asks for more memory than its cap;
 /// it traps the instance.
@@ -37,9 +42,18 @@ impl Default for Limits {
     }
 }
 
-/// Store data of a plugin instance: only its limiter.
+/// Store data of a plugin instance: its limiter and the lines of the call
+/// in progress (with the plugin's shared log budget).
 pub struct HostState {
     pub(crate) limiter: Limiter,
+    pub(crate) log: CallLog,
+    pub(crate) budget: Arc<LogBudget>,
+}
+
+impl LogHost for HostState {
+    fn write(&mut self, level: WitLevel, message: String, event: Option<u32>) {
+        self.log.write(&self.budget, level.into(), message, event);
+    }
 }
 
 /// Counts every linear memory and table of an instance against one cap.

@@ -92,6 +92,18 @@ pub struct Router {
     dedup: DedupLimits,
     windows: HashMap<i32, PartDedup>,
     pub times: RouteTimes,
+    /// Plugin log lines kept for [`Router::take_logs`] instead of logged.
+    kept_logs: Option<Vec<SourcedLine>>,
+}
+
+/// A plugin's log line with the source position of the event it concerns.
+#[derive(Debug, Clone)]
+pub struct SourcedLine {
+    pub plugin: String,
+    pub version: String,
+    pub line: crate::plugin::PluginLine,
+    /// (partition, offset) of the event, when the line names one.
+    pub position: Option<(i32, i64)>,
 }
 
 impl Router {
@@ -112,7 +124,23 @@ impl Router {
             dedup: DedupLimits::default(),
             windows: HashMap::new(),
             times: RouteTimes::default(),
+            kept_logs: None,
         }
+    }
+
+    /// Keeps plugins' log lines for [`Router::take_logs`] (`eventsift plugin
+    /// test`) instead of writing them to the daemon's log.
+    pub fn keep_logs(mut self) -> Self {
+        self.kept_logs = Some(Vec::new());
+        self
+    }
+
+    /// The lines kept since the last call (see [`Router::keep_logs`]).
+    pub fn take_logs(&mut self) -> Vec<SourcedLine> {
+        self.kept_logs
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Sets the deduplication bounds (before any partition is routed).
@@ -508,11 +536,26 @@ impl Router {
             for &i in &idx {
                 batch.push(chunk.get(first + i));
             }
-            let outcome = plugin.process(&batch);
+            let mut outcome = plugin.process(&batch);
             let t3 = Instant::now();
             self.times.plugins += t3 - t2;
 
             let meta = &plugin.meta;
+            for line in std::mem::take(&mut outcome.logs) {
+                let position = line
+                    .event
+                    .and_then(|j| idx.get(j as usize))
+                    .map(|&i| (partition, chunk.offsets[first + i]));
+                match &mut self.kept_logs {
+                    Some(kept) => kept.push(SourcedLine {
+                        plugin: meta.name.clone(),
+                        version: meta.version.clone(),
+                        line,
+                        position,
+                    }),
+                    None => crate::plugin::log::emit(&meta.name, &meta.version, &line, position),
+                }
+            }
             let mut claimed = vec![false; idx.len()];
             for r in &outcome.rejected {
                 let j = r.index as usize;

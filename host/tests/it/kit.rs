@@ -178,3 +178,49 @@ fn rust_walkthrough_new_test_build_drop_in_and_query() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "badge,level,host\ngold,3,player-7.example\n");
 }
+
+/// `plugin test` shows a 0.2 plugin's log lines with the input line they
+/// came from, and says that a 0.1 plugin cannot log.
+#[test]
+fn plugin_test_shows_log_lines_by_input_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("routes.txt"),
+        "POST /chatty_event/1\nPOST /chatty_event/x\nPOST /chatty_event/2\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("old.txt"), "POST /old_event/4\n").unwrap();
+    let run = |wasm: &str, routes: &str, extra: &[&str]| {
+        let mut args = vec!["plugin", "test", wasm, "--routes", routes];
+        args.extend_from_slice(extra);
+        let (code, out, err) = kit(dir.path(), &args);
+        assert_eq!(code, 0, "{out}{err}");
+        out
+    };
+    let out = run(eventsift_test_artifacts::CHATTY, "routes.txt", &[]);
+    for expect in [
+        "routes.txt:1 validate info  quantity 1",
+        "routes.txt:2 validate warn  rejecting: quantity must be a whole number >= 0, got \"x\"",
+        "routes.txt:1 process  info  quantity 1",
+        "routes.txt:3 process  info  quantity 2",
+        "log       5 lines",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in:\n{out}");
+    }
+    let out = run(
+        eventsift_test_artifacts::CHATTY,
+        "routes.txt",
+        &["--plugin-log-level", "warn"],
+    );
+    assert!(out.contains("log       1 lines, 4 below warn"), "{out}");
+    let out = run(
+        eventsift_test_artifacts::CONTRACT_0_1,
+        "old.txt",
+        &["--strict"],
+    );
+    assert!(out.contains("process   1 events: 1 rows"), "{out}");
+    assert!(
+        out.contains("log       none: built against eventsift:plugin/plugin@0.1.0"),
+        "{out}"
+    );
+}

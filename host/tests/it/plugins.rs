@@ -146,7 +146,7 @@ fn plugins_check_prints_metadata_and_refuses_garbage() {
     );
     for line in [
         "plugin      horse 0.1.0",
-        "contract    eventsift:plugin@0.1.0",
+        "contract    eventsift:plugin@0.2.0",
         "event type  purchase_horse",
         "table       horse_purchases",
         "route       POST /purchase_a_horse/{speed}/{size}/{quantity}",
@@ -159,7 +159,7 @@ fn plugins_check_prints_metadata_and_refuses_garbage() {
             "missing {line:?} in\n{stdout}"
         );
     }
-    assert!(stdout.contains("is valid against eventsift:plugin@0.1.0"));
+    assert!(stdout.contains("is valid against eventsift:plugin@0.2.0"));
 
     let dir = tempfile::tempdir().unwrap();
     let cases = [
@@ -209,7 +209,8 @@ fn incompatible_contract_is_refused_naming_both_versions() {
     assert_eq!(
         err,
         "incompatible contract: plugin built against eventsift:plugin@1.0.0, this host speaks \
-         eventsift:plugin@0.1.0 (same major version needed)"
+         eventsift:plugin@0.2.0 and eventsift:plugin@0.1.0 (same major version needed, and for \
+         0.x the same minor)"
     );
 }
 
@@ -500,6 +501,7 @@ fn compiled_plugins_are_cached() {
     let config = || eventsift::plugin::RuntimeConfig {
         limits: Default::default(),
         cache_dir: Some(cache.path().to_path_buf()),
+        log: Default::default(),
     };
     let rt = eventsift::plugin::Runtime::new(config()).unwrap();
     load(&rt, artifacts::GUILD).unwrap();
@@ -517,4 +519,104 @@ fn compiled_plugins_are_cached() {
     let guild = load(&rt2, artifacts::GUILD).unwrap();
     assert_eq!(guild.meta.name, "guild");
     assert!(std::fs::metadata(&entry).unwrap().len() > 1000);
+}
+
+fn envelopes(events: &[&str]) -> Batch {
+    let mut batch = Batch::default();
+    for e in events {
+        batch.push(e.as_bytes());
+    }
+    batch
+}
+
+#[test]
+fn contract_0_1_plugins_load_and_work_beside_0_2_ones() {
+    let rt = runtime();
+    let old = load(&rt, artifacts::CONTRACT_0_1).unwrap();
+    let new = load(&rt, artifacts::SWORD).unwrap();
+    assert_eq!(old.contract.export, "eventsift:plugin/plugin@0.1.0");
+    assert!(!old.contract.logs());
+    assert_eq!(new.contract.export, "eventsift:plugin/plugin@0.2.0");
+    assert!(new.contract.logs());
+    assert_eq!(
+        old.validate(r#"{"quantity":"3"}"#),
+        Validated::Accepted {
+            fields: r#"{"quantity":3}"#.into(),
+            reply: "Old!\n".into()
+        }
+    );
+    let out = old.process(&envelopes(&[
+        r#"{"event_type":"old_event","quantity":2}"#,
+        r#"{"event_type":"purchase_sword","quantity":2}"#,
+        r#"{"event_type":"old_event","quantity":"x"}"#,
+    ]));
+    assert_eq!(out.rows, vec![0]);
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].index, 2);
+    assert!(out.logs.is_empty());
+    assert!(matches!(&out.columns[0].values, ColumnValues::Int64(v) if v == &[2]));
+}
+
+#[test]
+fn plugin_logs_are_tagged_by_event_bounded_and_counted() {
+    use eventsift::plugin::{LogConfig, LogLevel, PluginLine, Runtime, RuntimeConfig};
+    let rt = Runtime::new(RuntimeConfig {
+        limits: Limits::default(),
+        cache_dir: None,
+        log: LogConfig {
+            level: LogLevel::Info,
+            per_second: 1,
+            burst: 50,
+        },
+    })
+    .unwrap();
+    let chatty = load(&rt, artifacts::CHATTY).unwrap();
+    let line = |level, message: &str, event| PluginLine {
+        level,
+        message: message.into(),
+        event,
+    };
+    // Within process: each line names its event's index in the batch,
+    // including across the sub-batches a large batch is sent in.
+    let out = chatty.process(&envelopes(&[
+        r#"{"event_type":"chatty_event","quantity":1}"#,
+        r#"{"event_type":"other"}"#,
+        r#"{"event_type":"chatty_event","quantity":"x"}"#,
+        r#"{"event_type":"chatty_event","quantity":2}"#,
+    ]));
+    assert_eq!(out.rows, vec![0, 3]);
+    assert_eq!(
+        out.logs,
+        vec![
+            line(LogLevel::Info, "quantity 1", Some(0)),
+            line(
+                LogLevel::Warn,
+                r#"rejecting: quantity must be a whole number >= 0, got "x""#,
+                Some(2)
+            ),
+            line(LogLevel::Info, "quantity 2", Some(3)),
+        ]
+    );
+    // validate: no event index.
+    let (v, logs) = chatty.validate_with_logs(r#"{"quantity":"5"}"#);
+    assert!(matches!(v, Validated::Accepted { .. }));
+    assert_eq!(logs, vec![line(LogLevel::Info, "quantity 5", None)]);
+    // A burst of 5,000 debug and 5,000 info lines: debug is below the
+    // level, info is cut by the bucket (50 lines, 4 used above), and the
+    // event is still mapped.
+    let out = chatty.process(&envelopes(&[
+        r#"{"event_type":"chatty_event","quantity":999}"#,
+    ]));
+    assert_eq!(out.rows, vec![0]);
+    assert!(
+        out.logs.len() <= 47 && out.logs.len() >= 45,
+        "{}",
+        out.logs.len()
+    );
+    let (below, over) = chatty.log_budget().dropped();
+    assert_eq!(below, 5000);
+    assert!(over >= 4950, "{over}");
+    let kept = chatty.log_budget().kept();
+    assert_eq!(kept[LogLevel::Warn as usize], 1);
+    assert_eq!(kept.iter().sum::<u64>(), 4 + out.logs.len() as u64);
 }

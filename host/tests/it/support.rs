@@ -20,6 +20,7 @@ pub fn runtime_with(limits: Limits) -> Arc<Runtime> {
     Runtime::new(RuntimeConfig {
         limits,
         cache_dir: None,
+        log: Default::default(),
     })
     .unwrap()
 }
