@@ -197,12 +197,12 @@ struct Exports {
 
 impl Exports {
     fn find(component: &Component, built: &Built) -> Result<Self, LoadError> {
-        let missing = |what: &str| {
-            LoadError::Instantiate(format!("{} exports no function `{what}`", built.export))
-        };
+        let missing =
+            |what: &str| LoadError::Instantiate(format!("{} has no export `{what}`", built.export));
+        // `check_exports` found the interface among the exports.
         let iface = component
             .get_export_index(None, &built.export)
-            .ok_or_else(|| missing("(interface)"))?;
+            .ok_or_else(|| missing(&built.export))?;
         let func = |name: &str| {
             component
                 .get_export_index(Some(&iface), name)

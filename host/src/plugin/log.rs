@@ -47,6 +47,15 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// Every level, least severe first (the order of the counters).
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             LogLevel::Trace => "trace",
@@ -158,16 +167,9 @@ impl LogBudget {
 
     /// Counts this plugin's lines in the process's metrics from now on.
     pub fn export_metrics(&self, plugin: &str) {
-        let levels = [
-            LogLevel::Trace,
-            LogLevel::Debug,
-            LogLevel::Info,
-            LogLevel::Warn,
-            LogLevel::Error,
-        ];
         let name = plugin.to_owned();
         let _ = self.metrics.set(Metrics {
-            kept: levels
+            kept: LogLevel::ALL
                 .map(|l| metrics::counter!(LINES, "plugin" => name.clone(), "level" => l.as_str())),
             below: metrics::counter!(DROPPED, "plugin" => name.clone(), "reason" => "level"),
             over_rate: metrics::counter!(DROPPED, "plugin" => name.clone(), "reason" => "rate"),
