@@ -1,7 +1,10 @@
 # eventsift: the daemon and its bundled plugins.
 #
 # The build steps are the README's: `cargo xtask plugins` builds the plugins,
-# `cargo build --release -p eventsift` the daemon.
+# `cargo build --release -p eventsift` the daemon. Only a Rust toolchain is
+# needed: the default bundle is Rust only. The TypeScript plugins
+# (`plugins-ts/`, `cargo xtask plugins --ts`, Node.js and npm) are not baked
+# in; mount one into the plugin volume like any other.
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \

@@ -3,7 +3,10 @@
 //! and memory cap on) and through the same SDK code compiled natively.
 //!
 //! `cargo bench -p eventsift --bench plugins` (add `-- --events N --runs R`).
-//! Prints events/s per mode (median of the runs) and the ratio.
+//! Prints events/s per mode (median of the runs) and the ratio; then, per
+//! language, the horse plugin in Rust and its TypeScript port
+//! (`plugins-ts/horse`): load time (compiling, and from the compiled
+//! cache), one instance's memory, and events/s through `process`.
 
 use std::time::Instant;
 
@@ -24,6 +27,19 @@ fn main() {
     };
     let events = arg("--events", 1_000_000);
     let runs = arg("--runs", 5);
+    if args.iter().any(|a| a == "--languages") {
+        // Horse events only (the TypeScript port is of horse), 100 k of them.
+        let n = arg("--events", 100_000);
+        let mut batches: Vec<Batch> = Vec::new();
+        for i in (0..).map(|k| 10 + (k / 7) * 20 + k % 7).take(n) {
+            if batches.last().is_none_or(|b| b.len() == BATCH) {
+                batches.push(Batch::with_capacity(BATCH, BATCH * 256));
+            }
+            batches.last_mut().unwrap().push(event(i).1.as_bytes());
+        }
+        languages(&batches, runs);
+        return;
+    }
 
     // The seed's mix: roughly half swords, a third horses, the rest guild.
     let mut per_type: [Vec<Batch>; 3] = Default::default();
@@ -126,6 +142,53 @@ fn main() {
         1e6 / wasm,
         1e6 / memoized
     );
+}
+
+/// Rust against TypeScript on the same plugin logic (horse) and events.
+fn languages(batches: &[Batch], runs: usize) {
+    let events: usize = batches.iter().map(Batch::len).sum();
+    let cache = tempfile::tempdir().unwrap();
+    let runtime = |cache: Option<&std::path::Path>| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: cache.map(|p| p.to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    println!(
+        "language  load (compile)  load (cached)  instance memory  process, events/s  per call"
+    );
+    for (lang, path) in [("rust", artifacts::HORSE), ("ts", artifacts::TS_HORSE)] {
+        let wasm = std::fs::read(path).unwrap();
+        let median_ms = |rt: &std::sync::Arc<Runtime>, n: usize| {
+            let mut ms: Vec<f64> = (0..n)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(LoadedPlugin::load(rt, path.into(), &wasm).unwrap());
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            ms.sort_by(|a, b| a.total_cmp(b));
+            ms[ms.len() / 2]
+        };
+        let compile = median_ms(&runtime(None), 3);
+        let cached_rt = runtime(Some(cache.path()));
+        LoadedPlugin::load(&cached_rt, path.into(), &wasm).unwrap();
+        let cached = median_ms(&cached_rt, 5);
+        let plugin = LoadedPlugin::load(&cached_rt, path.into(), &wasm).unwrap();
+        let rate = median(
+            runs,
+            || batches.iter().map(|b| plugin.process(b).rows.len()).sum(),
+            events,
+        );
+        println!(
+            "{lang:<8}  {compile:>10.0} ms  {cached:>10.1} ms  {:>11.1} MiB  {:>13.0}  {:>7} events (pace {:.2} µs/event)",
+            plugin.instance_memory_bytes() as f64 / (1 << 20) as f64,
+            rate,
+            plugin.events_per_call(),
+            plugin.pace_nanos() as f64 / 1e3
+        );
+    }
 }
 
 /// Event `i` of the mix and its type index (0 sword, 1 horse, 2 guild),

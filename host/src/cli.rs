@@ -524,9 +524,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dir,
         }) => plugin_new(
             &dir,
-            lang,
             crate::kit::new::NewOptions {
                 name,
+                lang: match lang {
+                    Lang::Rust => crate::kit::new::Lang::Rust,
+                    Lang::Ts => crate::kit::new::Lang::Ts,
+                },
                 event_type,
                 table,
                 route,
@@ -922,17 +925,26 @@ fn runtime(sandbox: &SandboxArgs, cache_dir: Option<&Path>) -> Result<std::sync:
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Lang {
     Rust,
+    /// TypeScript (esbuild and componentize-js from npm; Node.js 20+)
+    Ts,
 }
 
-fn plugin_new(dir: &Path, _lang: Lang, options: crate::kit::new::NewOptions) -> Result<ExitCode> {
+fn plugin_new(dir: &Path, options: crate::kit::new::NewOptions) -> Result<ExitCode> {
     let made = crate::kit::new::create(dir, &options)?;
+    let ident = options.name.replace('-', "_");
     println!("created {}", made.display());
-    println!(
-        "next: cd {} && cargo test && eventsift plugin build && eventsift plugin test \
-  target/wasm32-wasip2/release/{}.wasm --events samples.jsonl",
-        made.display(),
-        options.name.replace('-', "_")
-    );
+    match options.lang {
+        crate::kit::new::Lang::Rust => println!(
+            "next: cd {} && cargo test && eventsift plugin build && eventsift plugin test \
+  target/wasm32-wasip2/release/{ident}.wasm --events samples.jsonl",
+            made.display(),
+        ),
+        crate::kit::new::Lang::Ts => println!(
+            "next: cd {} && npm install && npm test && eventsift plugin build && eventsift plugin test \
+  target/{ident}.wasm --events samples.jsonl",
+            made.display(),
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

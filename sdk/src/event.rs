@@ -422,6 +422,45 @@ mod tests {
         );
     }
 
+    /// The TypeScript SDK's `token` reads a table of Rust's alphanumeric
+    /// code points (StarlingMonkey has no Unicode property data); it must
+    /// be this Rust's. `EVENTSIFT_BLESS=1` rewrites it.
+    #[test]
+    fn typescript_alphanumeric_table_matches_rust() {
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for c in (0x80u32..=0x10FFFF).filter_map(char::from_u32) {
+            if c.is_alphanumeric() {
+                let u = c as u32;
+                match ranges.last_mut() {
+                    Some(r) if r.1 + 1 == u => r.1 = u,
+                    _ => ranges.push((u, u)),
+                }
+            }
+        }
+        let flat: Vec<String> = ranges
+            .iter()
+            .flat_map(|(a, b)| [a.to_string(), b.to_string()])
+            .collect();
+        let want = format!(
+            "// Generated from Rust's `char::is_alphanumeric` (the Rust SDK's `token` rule) for\n\
+             // code points >= 0x80, as inclusive [first, last] pairs: StarlingMonkey has no\n\
+             // Unicode property data for \\p{{...}} regexes. `sdk/src/event.rs`'s test\n\
+             // `typescript_alphanumeric_table_matches_rust` checks it (EVENTSIFT_BLESS=1 rewrites it).\n\
+             // prettier-ignore\n\
+             export const ALNUM: readonly number[] = [{}];\n",
+            flat.join(",")
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk-ts/src/alnum.ts");
+        if std::env::var_os("EVENTSIFT_BLESS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap();
+        assert!(
+            have == want,
+            "{path} is stale: run EVENTSIFT_BLESS=1 cargo test -p eventsift-sdk"
+        );
+    }
+
     #[test]
     fn long_strings_are_cut_in_messages() {
         let json = format!(r#"{{"color":"{}"}}"#, "x".repeat(100));

@@ -1,6 +1,9 @@
-//! Builds every bundled plugin and hostile fixture into a component and
-//! writes their paths as constants, so tests never skip for a missing file.
+//! Builds every bundled plugin and hostile fixture into a component, and
+//! the TypeScript plugins (`plugins-ts/`), and writes their paths as
+//! constants, so tests never skip for a missing file.
 
+#[path = "ts_build.rs"]
+mod ts_build;
 #[path = "wasm_build.rs"]
 mod wasm_build;
 
@@ -57,6 +60,21 @@ fn main() {
         writeln!(
             code,
             "pub const {name}: &str = {:?};",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    // The TypeScript plugins (Node.js and npm: the test suite needs them).
+    for input in ts_build::TS_INPUTS {
+        println!("cargo:rerun-if-changed={}", root.join(input).display());
+    }
+    let built = ts_build::build(&root).unwrap_or_else(|e| panic!("{e}"));
+    for (name, path) in &built {
+        writeln!(code, "/// `plugins-ts/{name}` built with componentize-js.").unwrap();
+        writeln!(
+            code,
+            "pub const TS_{}: &str = {:?};",
+            name.to_uppercase(),
             path.display().to_string()
         )
         .unwrap();

@@ -1,7 +1,9 @@
 //! `cargo xtask <command>`: project automation.
 //!
-//! - `plugins`: builds every bundled plugin (`plugins/<name>`) for
-//!   wasm32-wasip2 into `target/plugins/<name>.wasm`.
+//! - `plugins [--ts]`: builds every bundled plugin (`plugins/<name>`) for
+//!   wasm32-wasip2 into `target/plugins/<name>.wasm`; with `--ts`, also the
+//!   TypeScript plugins (`plugins-ts/<name>`, Node.js and npm needed) into
+//!   `target/plugins-ts/<name>.wasm`, outside the default bundle.
 //! - `test`: builds the plugins and the tests, starts Kafka, MiniDFS and Trino,
 //!   runs `cargo test --workspace` against them and stops them, even when
 //!   tests fail.
@@ -13,6 +15,8 @@
 //!   [`services`]).
 
 use eventsift_services as services;
+#[path = "../../tests/artifacts/ts_build.rs"]
+mod ts_build;
 #[path = "../../tests/artifacts/wasm_build.rs"]
 mod wasm_build;
 
@@ -25,7 +29,15 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
     match args.first().map(String::as_str) {
-        Some("plugins") => plugins(&root).map(|_| ()),
+        Some("plugins") => {
+            plugins(&root)?;
+            if args.iter().any(|a| a == "--ts") {
+                for (_, path) in ts_build::build(&root).map_err(anyhow::Error::msg)? {
+                    println!("built {}", path.display());
+                }
+            }
+            Ok(())
+        }
         Some("test") => test(&root, &args[1..]),
         Some("chaos") => chaos(&root, &args[1..]),
         Some(name @ ("kafka" | "hdfs" | "trino")) => {
@@ -45,7 +57,7 @@ fn main() -> Result<()> {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <plugins | test [cargo test args] | chaos [--seed N] [--events N] \
+                "usage: cargo xtask <plugins [--ts] | test [cargo test args] | chaos [--seed N] [--events N] \
                  | kafka ... | hdfs ...>"
             );
             std::process::exit(2);

@@ -25,11 +25,15 @@ pub enum BuildError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
     Rust,
+    /// TypeScript through esbuild and componentize-js (npm).
+    Ts,
 }
 
 pub fn lang_of(dir: &Path) -> Result<Lang, BuildError> {
     if dir.join("Cargo.toml").is_file() {
         Ok(Lang::Rust)
+    } else if dir.join("package.json").is_file() {
+        Ok(Lang::Ts)
     } else {
         Err(BuildError::NotAProject(dir.to_path_buf()))
     }
@@ -78,9 +82,63 @@ fn package_name(manifest: &str) -> Option<String> {
     None
 }
 
+/// The `name` of a package.json (the first `"name": "..."`: the project's own).
+fn npm_name(manifest: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
+    value.get("name")?.as_str().map(str::to_owned)
+}
+
+fn npm(dir: &Path, args: &[&str]) -> Result<(), BuildError> {
+    let status = Command::new("npm")
+        .current_dir(dir)
+        .args(args)
+        .status()
+        .map_err(|e| {
+            BuildError::Tool(format!(
+                "cannot run npm (TypeScript plugins need Node.js 20+ and npm): {e}"
+            ))
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(BuildError::Failed)
+    }
+}
+
+/// A TypeScript project: installs the pinned tooling when `node_modules`
+/// is missing, then runs its `build` script (esbuild, then componentize-js).
+fn build_ts(dir: &Path) -> Result<PathBuf, BuildError> {
+    let manifest = std::fs::read_to_string(dir.join("package.json"))
+        .map_err(|e| BuildError::Tool(format!("cannot read package.json: {e}")))?;
+    let name = npm_name(&manifest)
+        .ok_or_else(|| BuildError::Tool("package.json has no \"name\"".into()))?;
+    if !dir
+        .join("node_modules")
+        .join(".bin")
+        .join("componentize-js")
+        .exists()
+    {
+        eprintln!("installing the npm tooling (npm install: esbuild, componentize-js)");
+        npm(
+            dir,
+            &["install", "--no-audit", "--no-fund", "--loglevel=error"],
+        )?;
+    }
+    npm(dir, &["run", "build", "--silent"])?;
+    let wasm = dir
+        .join("target")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    if wasm.is_file() {
+        Ok(std::path::absolute(&wasm).unwrap_or(wasm))
+    } else {
+        Err(BuildError::Missing(wasm))
+    }
+}
+
 /// Builds the project in `dir` and returns the component's path.
 pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
     match lang_of(dir)? {
+        Lang::Ts => build_ts(dir),
         Lang::Rust => {
             ensure_target()?;
             let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))
@@ -119,6 +177,11 @@ pub fn build(dir: &Path) -> Result<PathBuf, BuildError> {
 mod tests {
     #[test]
     fn package_names() {
+        assert_eq!(
+            super::npm_name("{\"name\": \"achievement\", \"dependencies\": {\"name\": 1}}")
+                .as_deref(),
+            Some("achievement")
+        );
         assert_eq!(
             super::package_name("[package]\nname = \"achievement\"\n").as_deref(),
             Some("achievement")

@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
     world: "event-plugin",
 });
 
-pub use eventsift::plugin::log::{
+pub use self::eventsift::plugin::log::{
     Host as LogHost, Level as WitLevel, add_to_linker as add_log_to_linker,
 };
 pub use exports::eventsift::plugin::plugin::{

@@ -11,6 +11,14 @@
 //! event larger than that alone. A memory trap on a call of several events
 //! is the batch's size, not an event's fault: it is split without counting
 //! against the fault budget, so valid events are never rejected for it.
+//!
+//! Calls also fit the CPU deadline: each plugin's pace (wall time per
+//! event through `process`, a moving average over its calls) caps the
+//! events of one call at what half the deadline holds, so a slow plugin (an
+//! interpreted language: TypeScript runs ~300x slower than Rust here) gets
+//! smaller calls instead of missing its deadline on a full chunk and being
+//! bisected as faulty. A plugin's first call holds at most
+//! [`FIRST_CALL_EVENTS`], before its pace is known.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,6 +52,10 @@ pub const MAX_REPLY_BYTES: usize = 4 << 10;
 pub const MAX_FIELDS_BYTES: usize = 1 << 20;
 /// Rejection reasons are cut to this many bytes.
 pub const MAX_REASON_BYTES: usize = 1 << 10;
+/// Events in a plugin's first `process` call, before its pace is known.
+pub const FIRST_CALL_EVENTS: usize = 64;
+/// Events in a `process` call, at least (however slow the plugin).
+pub const MIN_CALL_EVENTS: usize = 16;
 /// Requests waiting for a busy plugin's `validate`, at most (beyond: 503).
 pub const MAX_WAITING: usize = 1024;
 
@@ -293,6 +305,9 @@ pub struct LoadedPlugin {
     pool: Mutex<Vec<Instance>>,
     instances_created: AtomicU64,
     faults: AtomicU64,
+    /// Wall nanoseconds per event through `process` (moving average; 0
+    /// until the first call).
+    pace: AtomicU64,
     memo: ValidateMemo,
     gate: Gate,
 }
@@ -359,6 +374,7 @@ impl LoadedPlugin {
             pool: Mutex::new(Vec::new()),
             instances_created: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            pace: AtomicU64::new(0),
             memo: ValidateMemo::default(),
             gate: Gate::default(),
         };
@@ -433,6 +449,18 @@ impl LoadedPlugin {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(instance);
+    }
+
+    /// Memory (linear memories and tables) of the largest idle instance,
+    /// in bytes: what one instance of this plugin costs.
+    pub fn instance_memory_bytes(&self) -> usize {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|i| i.store.data().limiter.used)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Instances created so far (the first one at load included).
@@ -565,6 +593,32 @@ impl LoadedPlugin {
         (self.runtime.limits().memory_bytes / 4).max(64 << 10)
     }
 
+    /// Events sent to the plugin in one call, at most: what half the CPU
+    /// deadline holds at the plugin's pace (see the module docs).
+    pub fn events_per_call(&self) -> usize {
+        let pace = self.pace.load(Ordering::Relaxed);
+        if pace == 0 {
+            return FIRST_CALL_EVENTS;
+        }
+        let half = self.runtime.limits().deadline.as_nanos() as u64 / 2;
+        ((half / pace) as usize).max(MIN_CALL_EVENTS)
+    }
+
+    /// The plugin's pace so far: wall nanoseconds per event in `process`.
+    pub fn pace_nanos(&self) -> u64 {
+        self.pace.load(Ordering::Relaxed)
+    }
+
+    fn record_pace(&self, elapsed: std::time::Duration, events: usize) {
+        if events == 0 {
+            return;
+        }
+        let per = (elapsed.as_nanos() as u64 / events as u64).max(1);
+        let old = self.pace.load(Ordering::Relaxed);
+        let new = if old == 0 { per } else { (3 * old + per) / 4 };
+        self.pace.store(new.max(1), Ordering::Relaxed);
+    }
+
     /// Maps a batch to rows, isolating faults (see the module docs).
     pub fn process(&self, batch: &Batch) -> BatchOutcome {
         let mut out = BatchOutcome {
@@ -580,7 +634,7 @@ impl LoadedPlugin {
             return out;
         }
         let budget = self.batch_bytes();
-        if batch.data().len() <= budget {
+        if batch.data().len() <= budget && batch.len() <= self.events_per_call() {
             self.process_part(batch, 0, &mut out);
             return out;
         }
@@ -591,8 +645,10 @@ impl LoadedPlugin {
             } else {
                 batch.ends()[start - 1] as usize
             };
+            // Recomputed per call: the first one teaches the plugin's pace.
+            let most = start + self.events_per_call();
             let mut end = start + 1;
-            while end < batch.len() && batch.ends()[end] as usize - base <= budget {
+            while end < batch.len().min(most) && batch.ends()[end] as usize - base <= budget {
                 end += 1;
             }
             let part = batch.slice(start..end);
@@ -685,7 +741,17 @@ impl LoadedPlugin {
         logs: &mut Vec<PluginLine>,
     ) -> Result<BatchResult, Fault> {
         let mut instance = self.checkout().map_err(|f| self.fault(f))?;
+        let started = std::time::Instant::now();
         let result = instance.process(&batch.0);
+        let elapsed = started.elapsed();
+        if result.is_ok() {
+            self.record_pace(elapsed, batch.len());
+        } else if elapsed >= self.runtime.limits().deadline && batch.len() > 1 {
+            // Past the deadline: the pace is at least this slow, so the
+            // plugin's next calls are sized at half of this one.
+            let floor = (elapsed.as_nanos() as u64 / batch.len() as u64).max(1);
+            self.pace.fetch_max(floor, Ordering::Relaxed);
+        }
         let events = batch.len() as u32;
         logs.extend(instance.take_logs().into_iter().map(|mut l| {
             l.event = l.event.filter(|&i| i < events).map(|i| i + offset);

@@ -35,7 +35,7 @@ fn target() -> std::path::PathBuf {
         .join("kit-test")
 }
 
-fn post(base: &str, path: &str) -> (u16, String) {
+pub(crate) fn post(base: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut c = TcpStream::connect(addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -51,8 +51,30 @@ fn post(base: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A command of the walk that must succeed; returns its stdout.
+fn must(cmd: &mut Command) -> String {
+    let t = cmd.output().unwrap();
+    assert!(
+        t.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&t.stdout),
+        String::from_utf8_lossy(&t.stderr)
+    );
+    String::from_utf8_lossy(&t.stdout).into_owned()
+}
+
 #[test]
 fn rust_walkthrough_new_test_build_drop_in_and_query() {
+    walkthrough("rust");
+}
+
+#[test]
+fn typescript_walkthrough_new_test_build_drop_in_and_query() {
+    walkthrough("ts");
+}
+
+/// The walk of `sdk/README.md` in `lang`, command by command.
+fn walkthrough(lang: &str) {
     let work = tempfile::tempdir().unwrap();
     // 1. new
     let (code, out, err) = kit(
@@ -61,6 +83,8 @@ fn rust_walkthrough_new_test_build_drop_in_and_query() {
             "plugin",
             "new",
             "achievement",
+            "--lang",
+            lang,
             "--event-type",
             "unlock_achievement",
             "--table",
@@ -71,29 +95,35 @@ fn rust_walkthrough_new_test_build_drop_in_and_query() {
     );
     assert_eq!(code, 0, "{out}{err}");
     let project = work.path().join("achievement");
-    for f in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "src/lib.rs",
-        "samples.jsonl",
-        "vendor/wit/plugin.wit",
-    ] {
+    let files: &[&str] = if lang == "rust" {
+        &["Cargo.toml", "Cargo.lock", "src/lib.rs"]
+    } else {
+        &["package.json", "package-lock.json", "src/plugin.ts"]
+    };
+    for f in files
+        .iter()
+        .chain(&["samples.jsonl", "vendor/wit/plugin.wit"])
+    {
         assert!(project.join(f).is_file(), "{f} missing");
     }
     // 2. the native unit tests
-    let t = Command::new("cargo")
-        .args(["test", "--quiet"])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", target())
-        .output()
-        .unwrap();
-    assert!(
-        t.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&t.stdout),
-        String::from_utf8_lossy(&t.stderr)
-    );
-    assert!(String::from_utf8_lossy(&t.stdout).contains("2 passed"));
+    if lang == "rust" {
+        let out = must(
+            Command::new("cargo")
+                .args(["test", "--quiet"])
+                .current_dir(&project)
+                .env("CARGO_TARGET_DIR", target()),
+        );
+        assert!(out.contains("2 passed"), "{out}");
+    } else {
+        must(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&project),
+        );
+        let out = must(Command::new("npm").args(["test"]).current_dir(&project));
+        assert!(out.contains("# pass 2"), "{out}");
+    }
     // 3. build (and check)
     let (code, out, err) = kit(&project, &["plugin", "build"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -101,7 +131,11 @@ fn rust_walkthrough_new_test_build_drop_in_and_query() {
         out.contains("route       POST /unlock/{badge}/{level}"),
         "{out}"
     );
-    let wasm = target().join("wasm32-wasip2/release/achievement.wasm");
+    let wasm = if lang == "rust" {
+        target().join("wasm32-wasip2/release/achievement.wasm")
+    } else {
+        project.join("target/achievement.wasm")
+    };
     assert!(
         out.contains(&format!("ok: {} is valid", wasm.display())),
         "{out}"

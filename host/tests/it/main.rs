@@ -15,4 +15,5 @@ mod query;
 mod readers;
 mod services;
 mod support;
+mod typescript;
 mod writer;
