@@ -30,9 +30,9 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 broker=$(cat target/services/kafka/pid)
 
-EVENTSIFT_LOG=warn $bin api --listen 127.0.0.1:5097 --plugins target/plugins --data-dir "$tmp/api" \
+EVENTSIFT_LOG=warn $bin api --listen 127.0.0.1:5097 --admin-listen 127.0.0.1:0 --plugins target/plugins --data-dir "$tmp/api" \
     --kafka 127.0.0.1:9092 --topic "bench-batch-$(date +%s)" & api=$!; pids+=($api)
-EVENTSIFT_LOG=warn $bin serve --listen 127.0.0.1:5098 --plugins target/plugins --data-dir "$tmp/serve" \
+EVENTSIFT_LOG=warn $bin serve --listen 127.0.0.1:5098 --admin-listen 127.0.0.1:0 --plugins target/plugins --data-dir "$tmp/serve" \
     --warehouse "$tmp/warehouse" --flush-interval 1s & serve=$!; pids+=($serve)
 for port in 5097 5098; do
     wait_port $port

@@ -29,9 +29,9 @@ trap cleanup EXIT
 wait_port() { for _ in $(seq 1 300); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
 
 target/release/examples/hello 127.0.0.1:5099 & pids+=($!)
-EVENTSIFT_LOG=warn $bin api --listen 127.0.0.1:5097 --plugins target/plugins --data-dir "$tmp/api" \
+EVENTSIFT_LOG=warn $bin api --listen 127.0.0.1:5097 --admin-listen 127.0.0.1:0 --plugins target/plugins --data-dir "$tmp/api" \
     --kafka 127.0.0.1:9092 --topic "bench-$(date +%s)" & pids+=($!)
-EVENTSIFT_LOG=warn $bin serve --listen 127.0.0.1:5098 --plugins target/plugins --data-dir "$tmp/serve" \
+EVENTSIFT_LOG=warn $bin serve --listen 127.0.0.1:5098 --admin-listen 127.0.0.1:0 --plugins target/plugins --data-dir "$tmp/serve" \
     --warehouse "$tmp/warehouse" --flush-interval 1s & pids+=($!)
 for port in 5099 5097 5098; do
     wait_port $port

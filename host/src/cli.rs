@@ -13,12 +13,27 @@ use crate::plugin::{CONTRACT, LoadedPlugin, Registry, Runtime, RuntimeConfig};
 #[derive(Debug, Parser)]
 #[command(
     name = "eventsift",
-    version,
     about = "Game-analytics event pipeline: HTTP API, Wasm plugins, Parquet tables"
 )]
 pub struct Cli {
+    /// Log lines as text (coloured only on a terminal) or as JSON objects,
+    /// one per line.
+    #[arg(
+        long,
+        global = true,
+        env = "EVENTSIFT_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -31,6 +46,21 @@ enum Command {
     /// Run the writer alone: Kafka (--kafka is required) -> plugins -> Parquet
     /// tables in --warehouse; serves /healthz and /metrics on --listen.
     Writer(DaemonArgs),
+    /// Ask a running daemon's admin listener whether it is ready (or, with
+    /// --live, alive): exit 0 if so, 1 if not; serves container health
+    /// checks (the image has no curl).
+    Health {
+        /// The admin listener's URL [default: EVENTSIFT_ADMIN_LISTEN's
+        /// address, else http://127.0.0.1:5050, then :5051].
+        #[arg(long)]
+        url: Option<String>,
+        /// Liveness (`/healthz`) instead of readiness (`/readyz`).
+        #[arg(long)]
+        live: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s")]
+        timeout: humantime::Duration,
+    },
     /// Write, build, test and inspect event-type plugins (`plugins` is an
     /// alias).
     #[command(subcommand, alias = "plugins")]
@@ -63,9 +93,10 @@ enum Command {
     /// The whole pipeline on this machine (no Kafka, no HDFS): serve, the
     /// seed's load, a plugin dropped in, and the classic queries.
     Demo {
-        /// Folder of the bundled plugins (built by `cargo xtask plugins`).
-        #[arg(long, env = "EVENTSIFT_PLUGINS", default_value = "target/plugins")]
-        plugins: PathBuf,
+        /// Folder of the bundled plugins [default: installed beside the
+        /// binary, or the checkout's target/plugins (`cargo xtask plugins`)].
+        #[arg(long, env = "EVENTSIFT_PLUGINS")]
+        plugins: Option<PathBuf>,
         /// Keep the demo's data in this folder (default: a new temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -125,11 +156,19 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Listen address [default: 0.0.0.0:5000].
+    /// Public listen address: event routes and health [default:
+    /// 0.0.0.0:5000]. For `writer`, the old name of --admin-listen.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
-    /// Plugin folder, watched for drop-ins [default: target/plugins].
+    /// Admin listen address: /metrics, /plugins, the status page, health
+    /// [default: 127.0.0.1:5050 for serve and api, 127.0.0.1:5051 for writer].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+    /// Plugin folder, watched for drop-ins [default: the bundled plugins
+    /// beside the binary (<bin>/../share/eventsift/plugins, <bin>/plugins,
+    /// <bin>/../plugins), else target/plugins].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<PathBuf>,
@@ -377,9 +416,9 @@ enum PluginsCommand {
     },
     /// Load every plugin of a folder as the daemon would and list them.
     List {
-        /// Plugin folder.
-        #[arg(long, env = "EVENTSIFT_PLUGINS", default_value = "target/plugins")]
-        plugins: PathBuf,
+        /// Plugin folder [default: as for the daemon].
+        #[arg(long, env = "EVENTSIFT_PLUGINS")]
+        plugins: Option<PathBuf>,
         /// Data directory; compiled plugins are cached in its `cache/`.
         #[arg(long, env = "EVENTSIFT_DATA_DIR", default_value = "./eventsift-data")]
         data_dir: PathBuf,
@@ -412,7 +451,15 @@ impl SandboxArgs {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let version = crate::long_version();
+    // Built once per process; clap keeps a `&'static str`.
+    let version: &'static str = Box::leak(version.into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // The plugin kit's commands print their own report: the daemon's
     // INFO lines (a temporary registry loading, schemas recorded) are noise
     // there unless asked for.
@@ -420,15 +467,20 @@ pub fn main() -> ExitCode {
         Command::Plugin(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EVENTSIFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EVENTSIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
         // Colour codes only on a terminal, never in files or pipes.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // One JSON object per line: timestamp, level, target, fields
+        // (message, table, partition, position...) and the spans.
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -467,9 +519,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tables { wh } => tables(&wh.warehouse),
         Command::Ddl { wh, dialect } => ddl(&wh.warehouse, dialect),
         Command::Demo { plugins, dir } => {
+            let plugins = match plugins {
+                Some(p) if !p.is_dir() => {
+                    anyhow::bail!("the plugin folder {} does not exist", p.display())
+                }
+                Some(p) => p,
+                None => crate::config::default_plugins(),
+            };
             crate::demo::run(&plugins, dir)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { url, live, timeout } => health(url, live, *timeout),
         Command::Loadgen {
             target,
             scenario,
@@ -552,7 +612,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             plugins,
             data_dir,
             sandbox,
-        }) => list(&plugins, &data_dir.join("cache"), &sandbox),
+        }) => {
+            let plugins = plugins.unwrap_or_else(crate::config::default_plugins);
+            list(&plugins, &data_dir.join("cache"), &sandbox)
+        }
     }
 }
 
@@ -585,23 +648,48 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
                 None,
             )
             .await?;
+            let admin = crate::daemon::start_admin(
+                &config,
+                crate::admin::Role::Api,
+                plugins.registry.clone(),
+                Some(api.state.clone()),
+                None,
+            )
+            .await?;
+            admin.notify_when_ready();
             crate::daemon::shutdown_signal().await;
             tracing::info!("shutting down");
-            api.stop().await.map(|()| ExitCode::SUCCESS)
+            let _ = crate::admin::notify::send("STOPPING=1");
+            let stopped = api.stop().await;
+            admin.stop().await;
+            stopped.map(|()| ExitCode::SUCCESS)
         } else {
             let serve = crate::daemon::Serve::start(&config).await?;
-            tokio::select! {
+            let admin = crate::daemon::start_admin(
+                &config,
+                crate::admin::Role::Serve,
+                serve.plugins.registry.clone(),
+                Some(serve.api.state.clone()),
+                Some(serve.writer.status.clone()),
+            )
+            .await?;
+            admin.notify_when_ready();
+            let code = tokio::select! {
                 () = crate::daemon::shutdown_signal() => {
                     tracing::info!("shutting down");
+                    let _ = crate::admin::notify::send("STOPPING=1");
                     serve.stop().await.map(|()| ExitCode::SUCCESS)
                 }
                 why = serve.failed() => {
                     tracing::error!("{why}: stopping, so that nothing more is acknowledged");
+                    let _ = crate::admin::notify::send("STOPPING=1");
                     let _ = serve.stop().await;
                     eprintln!("error: {why}");
                     Ok(ExitCode::FAILURE)
                 }
-            }
+            };
+            admin.stop().await;
+            code
         }
     })
 }
@@ -621,7 +709,15 @@ fn writer_only(config: Config) -> Result<ExitCode> {
         let (c, r) = (config.clone(), plugins.registry.clone());
         let started =
             tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r)).await??;
-        let http = crate::daemon::WriterHttp::start(&config, started.status.clone()).await?;
+        let http = crate::daemon::start_admin(
+            &config,
+            crate::admin::Role::Writer,
+            plugins.registry.clone(),
+            None,
+            Some(started.status.clone()),
+        )
+        .await?;
+        http.notify_when_ready();
         let status = started.status.clone();
         let died = async {
             while status.running.load(std::sync::atomic::Ordering::SeqCst) {
@@ -639,6 +735,7 @@ fn writer_only(config: Config) -> Result<ExitCode> {
                 ExitCode::FAILURE
             }
         };
+        let _ = crate::admin::notify::send("STOPPING=1");
         let stopped = tokio::task::spawn_blocking(move || started.stop()).await?;
         http.stop().await;
         match stopped {
@@ -648,6 +745,68 @@ fn writer_only(config: Config) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+    })
+}
+
+/// `eventsift health`: GET the admin listener's `/readyz` (or `/healthz`),
+/// print the answer, exit 0 on 200 and 1 otherwise.
+fn health(url: Option<String>, live: bool, timeout: std::time::Duration) -> Result<ExitCode> {
+    let path = if live { "/healthz" } else { "/readyz" };
+    let bases: Vec<String> = match url {
+        Some(u) => vec![u.trim_end_matches('/').to_owned()],
+        None => match std::env::var("EVENTSIFT_ADMIN_LISTEN") {
+            Ok(a) => {
+                let a: std::net::SocketAddr = a
+                    .parse()
+                    .with_context(|| format!("EVENTSIFT_ADMIN_LISTEN={a:?} is not an address"))?;
+                // A wildcard bind is reached on loopback.
+                let ip = if a.ip().is_unspecified() {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                } else {
+                    a.ip()
+                };
+                vec![format!(
+                    "http://{}",
+                    std::net::SocketAddr::new(ip, a.port())
+                )]
+            }
+            Err(_) => [
+                crate::admin::DEFAULT_ADMIN,
+                crate::admin::DEFAULT_WRITER_ADMIN,
+            ]
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect(),
+        },
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        let mut last = String::new();
+        for base in &bases {
+            match client.get(format!("{base}{path}")).send().await {
+                Ok(resp) => {
+                    let code = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    println!("{base}{path}: {} {body}", code.as_u16());
+                    return Ok(if code.is_success() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    });
+                }
+                // Nothing listens there: try the next default.
+                Err(e) if e.is_connect() => last = format!("{base}{path}: {e}"),
+                Err(e) => {
+                    println!("{base}{path}: no answer: {e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        println!("no daemon answers: {last}");
+        Ok(ExitCode::FAILURE)
     })
 }
 
@@ -757,19 +916,8 @@ fn tables(warehouse: &str) -> Result<ExitCode> {
             let _ = writeln!(out, "{name}  DAMAGED, not served: {why}");
         }
         for t in &wh.tables {
-            let rows = match wh
-                .sql(&format!("SELECT COUNT(*) FROM \"{}\"", t.name))
-                .await
-            {
-                Ok(b) => b
-                    .first()
-                    .and_then(|b| {
-                        use datafusion::arrow::array::AsArray;
-                        b.column(0)
-                            .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
-                            .map(|a| a.value(0))
-                    })
-                    .unwrap_or(0),
+            let rows = match wh.row_count(&t.name).await {
+                Ok(n) => n,
                 Err(e) => return Ok(query_failed(e)),
             };
             let _ = writeln!(

@@ -15,9 +15,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address the HTTP server listens on.
+    /// Address the public HTTP server (event routes, health) listens on.
+    /// For `writer`, which has no public listener, an alias of
+    /// `admin_listen` (kept for earlier configurations).
     pub listen: SocketAddr,
-    /// Plugin folder, watched for drop-ins.
+    /// Address of the admin listener (metrics, plugins, status page,
+    /// health); default `127.0.0.1:5050` for `serve` and `api`,
+    /// `127.0.0.1:5051` for `writer`.
+    pub admin_listen: Option<SocketAddr>,
+    /// Plugin folder, watched for drop-ins (default: the bundled plugins
+    /// installed beside the binary, see [`default_plugins`]).
     pub plugins: PathBuf,
     /// Kafka bootstrap servers; without them `serve` uses the embedded log.
     pub kafka: Option<String>,
@@ -142,13 +149,53 @@ pub struct Config {
     /// table schemas only then.
     #[serde(skip)]
     pub warehouse_given: bool,
+    /// Whether `listen` was given (the writer's alias of `admin_listen`).
+    #[serde(skip)]
+    pub listen_given: bool,
+}
+
+/// Where the bundled plugins are looked for when no plugin folder is
+/// given, in this order: `<bin>/../share/eventsift/plugins` (an installed
+/// layout, e.g. `/usr/local/bin` and `/usr/local/share`, as `cargo xtask
+/// dist` packs it), `<bin>/plugins` (beside the binary), `<bin>/../plugins`
+/// (a checkout's `target/release/eventsift` and `target/plugins`), then
+/// `target/plugins` under the current folder.
+pub fn plugin_candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(bin) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok())
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        out.push(bin.join("../share/eventsift/plugins"));
+        out.push(bin.join("plugins"));
+        out.push(bin.join("../plugins"));
+    }
+    out.push(PathBuf::from("target/plugins"));
+    out
+}
+
+/// The first of [`plugin_candidates`] that is a folder holding a `.wasm`
+/// file (else the last, `target/plugins`, whose absence the daemon reports).
+pub fn default_plugins() -> PathBuf {
+    let candidates = plugin_candidates();
+    candidates
+        .iter()
+        .find(|c| {
+            std::fs::read_dir(c).is_ok_and(|mut d| {
+                d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "wasm")))
+            })
+        })
+        .map(|c| c.components().collect::<PathBuf>())
+        .unwrap_or_else(|| candidates[candidates.len() - 1].clone())
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 5000)),
-            plugins: PathBuf::from("target/plugins"),
+            admin_listen: None,
+            plugins: default_plugins(),
             kafka: None,
             topic: "events".into(),
             data_dir: PathBuf::from("./eventsift-data"),
@@ -189,6 +236,7 @@ impl Default for Config {
             dedup_max_mib: 64,
             dedup_snapshot_every: 16,
             warehouse_given: false,
+            listen_given: false,
         }
     }
 }
@@ -196,6 +244,7 @@ impl Default for Config {
 /// Keys settable through `EVENTSIFT_<KEY>` (upper case).
 const KEYS: &[&str] = &[
     "listen",
+    "admin_listen",
     "plugins",
     "kafka",
     "topic",
@@ -252,10 +301,12 @@ impl Config {
         }
         let given = given.merge(env).merge(Serialized::defaults(flags));
         let warehouse_given = given.find_value("warehouse").is_ok();
+        let listen_given = given.find_value("listen").is_ok();
         let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(given)
             .extract()?;
         config.warehouse_given = warehouse_given;
+        config.listen_given = listen_given;
         Ok(config)
     }
 
@@ -349,6 +400,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The admin listener's address for `role`: `admin_listen`, else (for
+    /// the writer) a given `listen`, else the role's default.
+    pub fn admin_addr(&self, role: crate::admin::Role) -> SocketAddr {
+        use crate::admin::{DEFAULT_ADMIN, DEFAULT_WRITER_ADMIN, Role};
+        match (self.admin_listen, role) {
+            (Some(a), _) => a,
+            (None, Role::Writer) if self.listen_given => self.listen,
+            (None, Role::Writer) => DEFAULT_WRITER_ADMIN,
+            (None, _) => DEFAULT_ADMIN,
+        }
     }
 
     /// The HTTP server's limits.

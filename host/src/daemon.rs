@@ -51,8 +51,14 @@ impl Plugins {
         if !config.plugins.is_dir() {
             anyhow::bail!(
                 "the plugin folder {} does not exist (set --plugins, EVENTSIFT_PLUGINS or \
-                 `plugins` in the config file)",
-                config.plugins.display()
+                 `plugins` in the config file; without them eventsift looks for the bundled \
+                 plugins in {})",
+                config.plugins.display(),
+                crate::config::plugin_candidates()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         let runtime = Runtime::new(RuntimeConfig {
@@ -226,100 +232,30 @@ pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Wr
     )
 }
 
-/// `/healthz`, `/readyz` and `/metrics` of a writer running alone.
-pub struct WriterHttp {
-    pub addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-/// The writer and how long its threads may be silent before it is wedged.
-#[derive(Clone)]
-struct WriterView {
-    status: Arc<crate::writer::Status>,
-    bound: Duration,
-}
-
-impl WriterHttp {
-    pub async fn start(config: &Config, status: Arc<crate::writer::Status>) -> Result<Self> {
-        use axum::extract::State;
-        use axum::http::StatusCode;
-        use axum::routing::get;
-
-        fn reply(
-            result: Result<(), String>,
-            w: &WriterView,
-        ) -> (StatusCode, axum::Json<serde_json::Value>) {
-            let mut body = w.status.report();
-            let code = match result {
-                Ok(()) => {
-                    body["status"] = "ok".into();
-                    StatusCode::OK
-                }
-                Err(why) => {
-                    body["status"] = "unavailable".into();
-                    body["reason"] = why.into();
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
-            (code, axum::Json(body))
-        }
-        async fn healthz(
-            State(w): State<WriterView>,
-        ) -> (StatusCode, axum::Json<serde_json::Value>) {
-            reply(w.status.liveness(w.bound), &w)
-        }
-        async fn readyz(
-            State(w): State<WriterView>,
-        ) -> (StatusCode, axum::Json<serde_json::Value>) {
-            reply(w.status.readiness(w.bound), &w)
-        }
-        async fn metrics_text() -> String {
-            crate::writer::metrics::refresh_age();
-            api::metrics::handle().render()
-        }
-
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
-        let view = WriterView {
-            status,
-            bound: crate::writer::wedged_after(config.warehouse_timeout, config.plugin_wait),
-        };
-        let app = axum::Router::new()
-            .route("/healthz", get(healthz))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
-            .with_state(view);
-        let (tx, rx) = oneshot::channel::<()>();
-        let limits = config.http_limits();
-        let task = tokio::spawn(async move {
-            api::server::serve(
-                listener,
-                app,
-                limits,
-                async {
-                    let _ = rx.await;
-                },
-                Duration::from_secs(5),
-            )
-            .await
-        });
-        tracing::info!("writer HTTP listening on http://{addr}");
-        Ok(WriterHttp {
-            addr,
-            shutdown: Some(tx),
-            task,
-        })
+/// Starts the admin listener of a daemon (`role`) on its configured
+/// address; `api` and `writer` are what its health answers for.
+pub async fn start_admin(
+    config: &Config,
+    role: crate::admin::Role,
+    registry: Arc<Registry>,
+    api: Option<Arc<ApiState>>,
+    writer: Option<Arc<crate::writer::Status>>,
+) -> Result<crate::admin::AdminHttp> {
+    if role == crate::admin::Role::Writer && config.listen_given && config.admin_listen.is_some() {
+        tracing::warn!(
+            "--listen is the writer's old name for --admin-listen: both are set, --admin-listen wins"
+        );
     }
-
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
-    }
+    let bound = crate::writer::wedged_after(config.warehouse_timeout, config.plugin_wait);
+    let state = crate::admin::AdminState {
+        role,
+        registry,
+        api,
+        writer: writer.map(|w| (w, bound)),
+        warehouse: (role != crate::admin::Role::Api).then(|| config.warehouse.clone()),
+        status: Default::default(),
+    };
+    crate::admin::AdminHttp::start(config, config.admin_addr(role), state).await
 }
 
 /// A running API server.

@@ -128,11 +128,9 @@ pub fn run(plugins: &Path, keep: Option<PathBuf>) -> Result<()> {
 
         // Spellbook events, once its route is up.
         println!("spellbook.wasm dropped in during the load; waiting for its route");
-        let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let plugins = http.get(format!("{base}/plugins")).send().await?.text().await?;
-            if plugins.contains("purchase_spellbook") {
+            if serve.plugins.registry.get("purchase_spellbook").is_some() {
                 break;
             }
             if Instant::now() > deadline {

@@ -9,8 +9,10 @@
 //! - [`loadgen`], [`demo`]: HTTP load and the one-command demo.
 //! - [`config`]: configuration from flags, environment and file.
 //! - [`daemon`]: wiring and graceful shutdown.
+//! - [`admin`]: the admin listener: metrics, plugins, the status page.
 //! - [`cli`]: the `eventsift` command line.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -23,3 +25,34 @@ pub mod plugin;
 pub mod query;
 pub mod transport;
 pub mod writer;
+
+/// The build's git commit (short), or "unknown" (see `build.rs`).
+pub const GIT_COMMIT: &str = env!("EVENTSIFT_GIT_COMMIT");
+
+/// The version, the plugin contract versions served and the commit.
+pub fn build_info() -> serde_json::Value {
+    let c = plugin::CONTRACT;
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "contract": format!("{}@{}", c.package, c.version),
+        "contracts_served": std::iter::once(c.version).chain(c.older.iter().copied()).collect::<Vec<_>>(),
+        "commit": GIT_COMMIT,
+    })
+}
+
+/// `eventsift --version`: e.g. `0.1.0 (contract eventsift:plugin@0.2.0,
+/// also serves 0.1.0; commit 0123456789ab)`.
+pub fn long_version() -> String {
+    let c = plugin::CONTRACT;
+    let older = if c.older.is_empty() {
+        String::new()
+    } else {
+        format!(", also serves {}", c.older.join(", "))
+    };
+    format!(
+        "{} (contract {}@{}{older}; commit {GIT_COMMIT})",
+        env!("CARGO_PKG_VERSION"),
+        c.package,
+        c.version
+    )
+}

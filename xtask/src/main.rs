@@ -11,6 +11,13 @@
 //!   (`tests/chaos`): a private Kafka and MiniDFS, one api and three
 //!   writers, faults from the seed; prints its table, fails if a promise
 //!   broke.
+//! - `dist`: the installable tree: the daemon built with the `dist` profile
+//!   (stripped) and the bundled plugins, laid out as `bin/eventsift` and
+//!   `share/eventsift/plugins/` (where an installed binary looks for them)
+//!   with the deployment files in `share/eventsift/deploy/`, in
+//!   `target/eventsift-dist/` and packed as
+//!   `target/eventsift-<version>-<arch>-linux.tar.gz` (unpack under
+//!   `/usr/local`); prints the sizes.
 //! - `kafka|hdfs|trino start|stop|status`: the real services (see
 //!   [`services`]).
 
@@ -40,6 +47,7 @@ fn main() -> Result<()> {
         }
         Some("test") => test(&root, &args[1..]),
         Some("chaos") => chaos(&root, &args[1..]),
+        Some("dist") => dist(&root),
         Some(name @ ("kafka" | "hdfs" | "trino")) => {
             let service = services::Service::parse(name).unwrap();
             match args.get(1).map(String::as_str) {
@@ -58,7 +66,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <plugins [--ts] | test [cargo test args] | chaos [--seed N] [--events N] \
-                 | kafka ... | hdfs ...>"
+                 | dist | kafka ... | hdfs ... | trino ...>"
             );
             std::process::exit(2);
         }
@@ -160,6 +168,99 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     result
 }
 
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// `cargo xtask dist`: see the module docs.
+fn dist(root: &Path) -> Result<()> {
+    let plugins = plugins(root)?;
+    let build = Command::new(cargo())
+        .current_dir(root)
+        .args([
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "eventsift",
+            "--bin",
+            "eventsift",
+        ])
+        .status()
+        .context("building eventsift")?;
+    if !build.success() {
+        bail!("building eventsift (profile dist) failed");
+    }
+    let bin = target_dir(root).join("dist").join("eventsift");
+    let out = root.join("target").join("eventsift-dist");
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    let share = out.join("share").join("eventsift");
+    std::fs::create_dir_all(out.join("bin"))?;
+    std::fs::create_dir_all(share.join("plugins"))?;
+    std::fs::copy(&bin, out.join("bin").join("eventsift"))
+        .with_context(|| format!("copying {}", bin.display()))?;
+    for p in &plugins {
+        std::fs::copy(p, share.join("plugins").join(p.file_name().unwrap()))?;
+    }
+    for dir in ["systemd", "grafana", "prometheus"] {
+        let to = share.join("deploy").join(dir);
+        std::fs::create_dir_all(&to)?;
+        for entry in std::fs::read_dir(root.join("deploy").join(dir))? {
+            let entry = entry?;
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    std::fs::copy(root.join("README.md"), share.join("README.md"))?;
+    let version = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .context("running the built binary")?;
+    let version = String::from_utf8_lossy(&version.stdout).into_owned();
+    let number = version.split_whitespace().nth(1).unwrap_or("0").to_owned();
+    let tarball = root.join("target").join(format!(
+        "eventsift-{number}-{}-linux.tar.gz",
+        std::env::consts::ARCH
+    ));
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&out)
+        .arg("-czf")
+        .arg(&tarball)
+        .args(["bin", "share"])
+        .status()
+        .context("running tar")?;
+    if !tar.success() {
+        bail!("tar failed");
+    }
+    let mib = |p: &Path| -> Result<String> {
+        Ok(format!(
+            "{:.1} MiB",
+            std::fs::metadata(p)?.len() as f64 / (1 << 20) as f64
+        ))
+    };
+    print!("{version}");
+    println!(
+        "binary   {} ({})",
+        out.join("bin/eventsift").display(),
+        mib(&bin)?
+    );
+    println!(
+        "plugins  {} ({} files)",
+        share.join("plugins").display(),
+        plugins.len()
+    );
+    println!(
+        "tarball  {} ({}); unpack under /usr/local",
+        tarball.display(),
+        mib(&tarball)?
+    );
+    Ok(())
+}
+
 /// Builds the daemon, then runs the chaos harness against it.
 fn chaos(root: &Path, extra: &[String]) -> Result<()> {
     let build = Command::new(cargo())
@@ -170,9 +271,7 @@ fn chaos(root: &Path, extra: &[String]) -> Result<()> {
     if !build.success() {
         bail!("building eventsift failed");
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_dir(root);
     let status = Command::new(cargo())
         .current_dir(root)
         .args(["run", "-q", "-p", "eventsift-chaos", "--bin", "chaos", "--"])

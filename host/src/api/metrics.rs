@@ -13,6 +13,9 @@ pub const PUBLISHED: &str = "eventsift_events_published_total";
 pub const REJECTED: &str = "eventsift_events_rejected_total";
 pub const PUBLISH_LATENCY: &str = "eventsift_publish_latency_seconds";
 pub const PLUGINS_LOADED: &str = "eventsift_plugins_loaded";
+/// Plugin files in the folder that are refused (their reasons are on the
+/// status page and in the log).
+pub const PLUGINS_REFUSED: &str = "eventsift_plugins_refused";
 /// Events of `/v1/batch` requests by outcome (accepted, rejected, unavailable).
 pub const BATCH_EVENTS: &str = "eventsift_batch_events_total";
 pub const BATCH_SIZE: &str = "eventsift_batch_events";

@@ -1,7 +1,8 @@
-//! The HTTP event API (axum). Each loaded plugin's route (hot-reloaded),
-//! `POST /events/{event_type}`, `POST /v1/batch` ([`batch`]), `GET
-//! /healthz` (liveness), `GET /readyz` (readiness), `GET /metrics`, `GET
-//! /plugins` and `GET /openapi.json` ([`openapi`]). An event is validated by
+//! The HTTP event API (axum), the public listener. Each loaded plugin's
+//! route (hot-reloaded), `POST /events/{event_type}`, `POST /v1/batch`
+//! ([`batch`]), `GET /healthz` (liveness), `GET /readyz` (readiness) and
+//! `GET /openapi.json` ([`openapi`]); `/metrics`, `/plugins` and the status
+//! page are the admin listener's ([`crate::admin`]). An event is validated by
 //! its plugin, wrapped in an [`envelope`] and published; the reply waits for
 //! the transport's acknowledgement, so every 2xx is durable. Bad input gets
 //! a 4xx with a JSON `{"error": ...}`; nothing that got a 4xx is published.
@@ -118,7 +119,6 @@ pub struct ApiState {
     pub writer: Option<(WriterHealth, Duration)>,
     routes: RouteTable,
     openapi: openapi::Cache,
-    metrics: ::metrics_exporter_prometheus::PrometheusHandle,
     counters: metrics::ApiMetrics,
 }
 
@@ -130,6 +130,8 @@ impl ApiState {
         ingest: Ingest,
         writer: Option<(WriterHealth, Duration)>,
     ) -> Arc<Self> {
+        // Install the recorder before the first request is counted.
+        metrics::handle();
         Arc::new(ApiState {
             registry,
             transport,
@@ -138,7 +140,6 @@ impl ApiState {
             writer,
             routes: RouteTable::default(),
             openapi: openapi::Cache::default(),
-            metrics: metrics::handle(),
             counters: metrics::ApiMetrics::default(),
         })
     }
@@ -224,30 +225,14 @@ impl ApiState {
 
 /// The fixed routes' exact paths; [`ApiService`] sends these, and every
 /// path under `/events/`, to [`router`].
-const FIXED_PATHS: [&str; 6] = [
-    "/healthz",
-    "/readyz",
-    "/metrics",
-    "/plugins",
-    openapi::PATH,
-    batch::PATH,
-];
+const FIXED_PATHS: [&str; 4] = ["/healthz", "/readyz", openapi::PATH, batch::PATH];
 
 /// The axum router of the fixed routes (plugin routes as its fallback).
 pub fn router(state: Arc<ApiState>) -> Router {
-    let [
-        healthz_path,
-        readyz_path,
-        metrics_path,
-        plugins_path,
-        openapi_path,
-        batch_path,
-    ] = FIXED_PATHS;
+    let [healthz_path, readyz_path, openapi_path, batch_path] = FIXED_PATHS;
     Router::new()
         .route(healthz_path, get(healthz))
         .route(readyz_path, get(readyz))
-        .route(metrics_path, get(render_metrics))
-        .route(plugins_path, get(list_plugins))
         .route(openapi_path, get(openapi::serve))
         .route(
             batch_path,
@@ -360,6 +345,9 @@ fn finish(state: &ApiState, route: &str, result: Result<Response, ApiError>) -> 
         Ok(r) => r,
         Err(e) => {
             ::metrics::counter!(metrics::REJECTED, "reason" => e.reason).increment(1);
+            if e.status.is_client_error() {
+                crate::writer::recent::global().note_refusal(e.reason, &e.message, route);
+            }
             e.into_response()
         }
     };
@@ -395,51 +383,6 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
     let reply = health_reply(state.readiness(), writer);
     state.counters.request("/readyz", reply.status().as_u16());
     reply
-}
-
-async fn render_metrics(State(state): State<Arc<ApiState>>) -> Response {
-    ::metrics::gauge!(metrics::PLUGINS_LOADED).set(state.registry.snapshot().len() as f64);
-    crate::writer::metrics::refresh_age();
-    state.counters.request("/metrics", 200);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
-}
-
-#[derive(serde::Serialize)]
-struct PluginView<'a> {
-    name: &'a str,
-    version: &'a str,
-    event_type: &'a str,
-    table: &'a str,
-    route: Option<String>,
-    source: String,
-    loaded_at: String,
-}
-
-async fn list_plugins(State(state): State<Arc<ApiState>>) -> Response {
-    let snapshot = state.registry.snapshot();
-    let views: Vec<PluginView<'_>> = snapshot
-        .plugins()
-        .map(|p| PluginView {
-            name: &p.meta.name,
-            version: &p.meta.version,
-            event_type: &p.meta.event_type,
-            table: &p.meta.table,
-            route: p.meta.route.as_ref().map(|r| r.to_string()),
-            // The file's name only: the host's paths are not the caller's business.
-            source: p
-                .source
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            loaded_at: humantime::format_rfc3339_millis(p.loaded_at).to_string(),
-        })
-        .collect();
-    state.counters.request("/plugins", 200);
-    axum::Json(views).into_response()
 }
 
 /// `POST /events/{event_type}` with a JSON object body (gzip or zstd

@@ -41,7 +41,10 @@ pub const MAX_COLUMNS: usize = 256;
 /// Longest column description.
 pub const MAX_DESCRIPTION_BYTES: usize = 1 << 10;
 
-/// Path prefixes the API keeps for itself.
+/// Path prefixes eventsift keeps for itself: the public listener's and the
+/// admin listener's (`/metrics`, `/plugins` and the status page live only
+/// on the admin listener, but a plugin route there would be a trap for
+/// whoever moves them back or puts both behind one proxy).
 pub const RESERVED_PATHS: &[&str] = &[
     "/events",
     "/healthz",
@@ -50,6 +53,9 @@ pub const RESERVED_PATHS: &[&str] = &[
     "/plugins",
     "/v1",
     "/openapi.json",
+    "/status",
+    "/status.json",
+    "/status.js",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -357,7 +363,10 @@ fn check_route(route: &Route) -> Result<(), LoadError> {
         .iter()
         .any(|p| route.path == *p || route.path.starts_with(&format!("{p}/")))
     {
-        return bad("path is reserved for the host");
+        return bad(&format!(
+            "path is reserved for the host (eventsift keeps {} and what is under them)",
+            RESERVED_PATHS.join(", ")
+        ));
     }
     let mut params: Vec<&str> = Vec::new();
     for seg in route.path[1..].split('/').filter(|s| !s.is_empty()) {
@@ -521,11 +530,26 @@ mod tests {
             ("POST", "/v1/batch"),
             ("GET", "/v1"),
             ("GET", "/openapi.json"),
+            ("GET", "/status"),
+            ("GET", "/status.json"),
+            ("GET", "/status.js"),
+            ("POST", "/status/{x}"),
+            ("GET", "/metrics"),
+            ("GET", "/plugins/{p}"),
             ("POST", "/a/{b"),
             ("POST", "/a/{b}/{b}"),
         ] {
             assert!(check_route(&route(m, p)).is_err(), "{m} {p}");
         }
+        // Only the exact paths and what is under them: a prefix is no clash.
+        assert!(check_route(&route("POST", "/status_update/{u}")).is_ok());
+        let why = check_route(&route("GET", "/status"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            why.contains("reserved for the host") && why.contains("/status.json"),
+            "{why}"
+        );
         assert_eq!(route("POST", "/guild/{action}").shape(), "POST /guild/{}");
     }
 }

@@ -107,6 +107,8 @@ struct FileState {
     sha256: Option<String>,
     loaded: Option<Arc<LoadedPlugin>>,
     refused: bool,
+    /// Why the file was last refused (shown on the status page).
+    reason: Option<String>,
 }
 
 pub struct Registry {
@@ -129,6 +131,17 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Files of the folder that are refused, with the reason.
+    pub fn refused(&self) -> Vec<(PathBuf, String)> {
+        self.files
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, f)| f.refused)
+            .filter_map(|(p, f)| Some((p.clone(), f.reason.clone()?)))
+            .collect()
+    }
+
     /// An empty registry over `dir`; call [`Registry::sync`] (or start a
     /// [`super::watcher::Watcher`]) to load it.
     pub fn new(runtime: Arc<Runtime>, dir: impl Into<PathBuf>) -> Arc<Self> {
@@ -255,6 +268,7 @@ impl Registry {
                 sha256: None,
                 loaded: None,
                 refused: false,
+                reason: None,
             });
             state.stamp = stamp;
             if state.sha256.as_deref() == Some(sha.as_str()) {
@@ -312,9 +326,11 @@ impl Registry {
                     });
                     state.loaded = Some(plugin);
                     state.refused = false;
+                    state.reason = None;
                 }
                 Err(reason) => {
                     state.refused = true;
+                    state.reason = Some(reason.clone());
                     report.changes.push(Change::Refused {
                         file: path.clone(),
                         reason,

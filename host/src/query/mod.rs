@@ -234,6 +234,22 @@ async fn register(
 }
 
 impl Warehouse {
+    /// Rows of `table` (`SELECT COUNT(*)`).
+    pub async fn row_count(&self, table: &str) -> Result<i64> {
+        use datafusion::arrow::array::AsArray;
+        let batches = self
+            .sql(&format!("SELECT COUNT(*) FROM \"{table}\""))
+            .await?;
+        Ok(batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0))
+    }
+
     /// The newest `committed_at` of each table, from the commit records
     /// (read on demand: only `eventsift tables` needs them).
     pub async fn last_commits(&self) -> BTreeMap<String, String> {

@@ -629,7 +629,12 @@ impl Commits {
                 Err(e) => return Err(e),
             };
             if r.start != start || r.chain != seq || r.partition != partition {
-                tracing::warn!(path, "a commit record names another range: ignored");
+                tracing::warn!(
+                    file = %path,
+                    partition,
+                    position = start,
+                    "a commit record names another range: ignored"
+                );
                 continue;
             }
             part.records.insert(start, r);
@@ -743,8 +748,9 @@ impl Commits {
                     ::metrics::counter!(m::MISSING_FILES).increment(1);
                     tracing::error!(
                         file = %f.path,
+                        table = %f.table,
                         partition = record.partition,
-                        start = record.start,
+                        position = record.start,
                         "a committed file is missing under both its names (deleted by hand?): \
                          its {} rows are not in the table",
                         f.rows

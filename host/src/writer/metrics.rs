@@ -58,6 +58,9 @@ pub const SEEK_FAILURES: &str = "eventsift_writer_seek_failures_total";
 /// Plugin versions refused at write time because they change a table's
 /// persisted schema incompatibly.
 pub const SCHEMA_REFUSED: &str = "eventsift_writer_schema_refusals_total";
+/// The writer's commit interval (`--flush-interval`), for alerts that
+/// count intervals without a commit.
+pub const FLUSH_INTERVAL: &str = "eventsift_writer_flush_interval_seconds";
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,6 +79,20 @@ fn now_ms() -> u64 {
 /// A writer runs in this process (the age of its last commit is exported).
 pub fn writer_started() {
     let _ = STARTED_AT.compare_exchange(0, now_ms(), Ordering::SeqCst, Ordering::SeqCst);
+    // Exported from the start (at 0), so that alerts and dashboards see
+    // the series before the first failure.
+    metrics::counter!(COMMIT_FAILURES).increment(0);
+    metrics::counter!(COMMITS).increment(0);
+    metrics::counter!(FENCED).increment(0);
+    metrics::gauge!(PARTITIONS_STOPPED).set(0.0);
+    for reason in ["decode", "route", "plugin", "fault", "filter", "schema"] {
+        metrics::counter!(REJECTED, "reason" => reason).increment(0);
+    }
+}
+
+/// Exports the commit interval.
+pub fn flush_interval(every: std::time::Duration) {
+    metrics::gauge!(FLUSH_INTERVAL).set(every.as_secs_f64());
 }
 
 /// A commit succeeded just now.

@@ -13,6 +13,7 @@
 pub mod commit;
 pub mod dedup;
 pub mod metrics;
+pub mod recent;
 pub mod router;
 pub mod schemas;
 pub mod sink;
@@ -103,6 +104,8 @@ pub struct Status {
     pub stopped: Mutex<HashMap<i32, String>>,
     /// When the last commit succeeded.
     pub last_commit: Mutex<Option<SystemTime>>,
+    /// When each partition's last commit succeeded.
+    pub commit_times: Mutex<HashMap<i32, SystemTime>>,
     /// Time spent per stage.
     pub times: Mutex<Times>,
     /// Heartbeats of the three threads (Unix ms): each beats at every turn
@@ -277,6 +280,7 @@ impl Writer {
         let drain = Arc::new(AtomicI64::new(-1));
         status.running.store(true, Ordering::SeqCst);
         *status.flush_interval.lock().unwrap() = config.limits.flush_interval;
+        metrics::flush_interval(config.limits.flush_interval);
         let thread = {
             let (stop, drain, status) = (stop.clone(), drain.clone(), status.clone());
             std::thread::Builder::new()
@@ -535,6 +539,7 @@ fn pump(
             if accept_gaps {
                 tracing::warn!(
                     partition = p,
+                    position = from,
                     "records {from}..{to} were deleted from the source before they were \
                      written: skipping them (--accept-retention-gaps)"
                 );
@@ -552,7 +557,11 @@ fn pump(
                      --accept-retention-gaps",
                     source.name()
                 );
-                tracing::error!(partition = p, "not consuming the partition: {reason}");
+                tracing::error!(
+                    partition = p,
+                    position = from,
+                    "not consuming the partition: {reason}"
+                );
                 if !send(Pumped::Change(
                     Change::Stopped {
                         partition: p,
@@ -682,6 +691,11 @@ fn run(
                             .lock()
                             .unwrap()
                             .insert(partition, committed);
+                        status
+                            .commit_times
+                            .lock()
+                            .unwrap()
+                            .insert(partition, SystemTime::now());
                         if let Some(&(_, _, epoch)) = next.get(&partition)
                             && let Some((count, data)) =
                                 router.committed(partition, committed, snapshot)
@@ -782,7 +796,7 @@ fn run(
                              nothing more is written for this partition. To accept such gaps \
                              deliberately, run again with --accept-retention-gaps"
                         );
-                        tracing::error!(partition = p, "{reason}");
+                        tracing::error!(partition = p, position = from, "{reason}");
                         next.remove(&p);
                         let _ = commands.send(PumpCommand::Halt(p));
                         status.stopped.lock().unwrap().insert(p, reason);
@@ -792,6 +806,7 @@ fn run(
                     }
                     tracing::warn!(
                         partition = p,
+                        position = from,
                         "records {from}..{first} are missing from the source: skipped \
                          (--accept-retention-gaps)"
                     );

@@ -269,6 +269,7 @@ impl Router {
                 Ok(()) => break Ok(()),
                 Err(SchemaError::Incompatible(why)) => {
                     tracing::error!(
+                        table = %plugin.meta.table,
                         plugin = %plugin.meta.name,
                         version = %plugin.meta.version,
                         "not writing this plugin version (its events go to rejected_events): {why}"
@@ -440,8 +441,17 @@ impl Router {
 
         let mut rejected = RejectedRows::default();
         let mut counts: HashMap<Stage, u64> = HashMap::new();
+        let mut samples = super::recent::ChunkSamples::default();
         let mut reject = |rows: &mut RejectedRows, r: Rejection<'_>| {
             *counts.entry(r.stage).or_default() += 1;
+            samples.add(
+                r.stage.as_str(),
+                r.reason,
+                r.event_type,
+                r.raw,
+                r.partition,
+                r.offset,
+            );
             rows.push(r);
         };
         // Group record indices (into `decoded`) by plugin.
@@ -659,12 +669,18 @@ impl Router {
                     day: table::day_of(now),
                     batch,
                 }),
-                Err(e) => tracing::error!("cannot build rejected_events rows: {e}"),
+                Err(e) => tracing::error!(
+                    table = %self.rejected_table,
+                    partition = chunk.partition,
+                    position = from,
+                    "cannot build rejected_events rows: {e}"
+                ),
             }
         }
         for (stage, n) in counts {
             metrics::counter!(super::metrics::REJECTED, "reason" => stage.as_str()).increment(n);
         }
+        super::recent::global().record(samples);
         // Plugins that were replaced since are not needed any more.
         if self.known.len() > 64 {
             self.known.retain(|_, k| Arc::strong_count(&k.plugin) > 1);
@@ -698,7 +714,7 @@ fn split_by_day(table: &Arc<str>, days: &[i32], batch: RecordBatch, out: &mut Ve
                 day,
                 batch: part,
             }),
-            Err(e) => tracing::error!("cannot split a batch by day: {e}"),
+            Err(e) => tracing::error!(table = %table, day, "cannot split a batch by day: {e}"),
         }
     }
 }

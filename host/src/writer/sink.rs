@@ -295,7 +295,12 @@ impl Sink {
             let f = &mut part.files[i];
             if let Err(e) = f.writer.write(&tb.batch) {
                 // Writing to memory fails only on a bug; say so loudly.
-                tracing::error!(table = %tb.table, "cannot encode rows: {e}");
+                tracing::error!(
+                    table = %tb.table,
+                    partition,
+                    position = next,
+                    "cannot encode rows: {e}"
+                );
             }
             f.rows += tb.batch.num_rows() as u64;
             part.rows += tb.batch.num_rows() as u64;
@@ -338,6 +343,7 @@ impl Sink {
         {
             tracing::warn!(
                 partition,
+                position = part.start,
                 "stopping: positions {}..{} not committed (read again after the restart)",
                 part.start,
                 part.next
@@ -375,7 +381,13 @@ impl Sink {
                     rows: f.rows,
                     data: Bytes::from(data),
                 }),
-                Err(e) => tracing::error!(table = %f.table, "cannot finish a Parquet file: {e}"),
+                Err(e) => tracing::error!(
+                    table = %f.table,
+                    partition,
+                    position = start,
+                    file = %name,
+                    "cannot finish a Parquet file: {e}"
+                ),
             }
         }
         part.rows = 0;
@@ -401,7 +413,11 @@ impl Sink {
             {
                 Ok((outcome, _)) => break Some(outcome),
                 Err(e @ CommitError::Unresolved(_)) => {
-                    tracing::warn!(partition, "stopping: {e}; it is resolved after the restart");
+                    tracing::warn!(
+                        partition,
+                        position = start,
+                        "stopping: {e}; it is resolved after the restart"
+                    );
                     break None;
                 }
                 Err(e) => {
@@ -409,12 +425,13 @@ impl Sink {
                     if give_up() || !e.is_transient() {
                         tracing::warn!(
                             partition,
+                            position = start,
                             "commit of positions {start}..{end} failed: {e}; not committed \
                              (read again after the restart)"
                         );
                         break None;
                     }
-                    tracing::warn!(partition, "commit failed (retrying): {e}");
+                    tracing::warn!(partition, position = start, "commit failed (retrying): {e}");
                     super::Beats::beat(&self.status.beats.sink);
                     let until = Instant::now() + backoff;
                     while Instant::now() < until && !give_up() {
@@ -446,6 +463,15 @@ impl Sink {
                     .unwrap_or_else(|p| p.into_inner()) = Some(std::time::SystemTime::now());
                 m::committed_now();
                 for f in &pending {
+                    tracing::debug!(
+                        table = %f.table,
+                        partition,
+                        position = start,
+                        file = %f.path,
+                        rows = f.rows,
+                        bytes = f.data.len(),
+                        "committed"
+                    );
                     let table = f.table.clone();
                     metrics::counter!(m::ROWS, "table" => table.clone()).increment(f.rows);
                     metrics::counter!(m::FILES, "table" => table.clone()).increment(1);
@@ -463,7 +489,7 @@ impl Sink {
             CommitOutcome::Fenced => {
                 tracing::warn!(
                     partition,
-                    start,
+                    position = start,
                     "another writer committed this range first: dropping it and recovering"
                 );
                 metrics::counter!(m::FENCED).increment(1);

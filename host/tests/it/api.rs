@@ -25,6 +25,8 @@ use crate::support::*;
 struct TestApi {
     api: Option<RunningApi>,
     base: String,
+    admin_base: String,
+    _admin: eventsift::admin::AdminHttp,
     plugins: tempfile::TempDir,
     _data: tempfile::TempDir,
     _watcher: Watcher,
@@ -83,6 +85,21 @@ impl TestApi {
             ))
             .unwrap();
         let base = format!("http://{}", api.addr);
+        let admin = rt
+            .block_on(eventsift::admin::AdminHttp::start(
+                &config,
+                "127.0.0.1:0".parse().unwrap(),
+                eventsift::admin::AdminState {
+                    role: eventsift::admin::Role::Api,
+                    registry: api.state.registry.clone(),
+                    api: Some(api.state.clone()),
+                    writer: None,
+                    warehouse: None,
+                    status: Default::default(),
+                },
+            ))
+            .unwrap();
+        let admin_base = format!("http://{}", admin.addr);
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -91,6 +108,8 @@ impl TestApi {
             TestApi {
                 api: Some(api),
                 base,
+                admin_base,
+                _admin: admin,
                 plugins,
                 _data: data,
                 _watcher: watcher,
@@ -113,6 +132,19 @@ impl TestApi {
     }
 
     /// Sends a request; returns status, `X-Event-Id` and body.
+    /// GET on the admin listener.
+    fn admin_get(&self, path: &str) -> (u16, String) {
+        self.rt.block_on(async {
+            let resp = self
+                .http
+                .get(format!("{}{path}", self.admin_base))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    }
+
     fn send(
         &self,
         method: &str,
@@ -509,7 +541,7 @@ fn hot_add_spellbook(api: &TestApi) -> Vec<String> {
     let (status, id, text) = api.send("POST", "/purchase_a_spellbook/FIRE/1", Some("mage"), None);
     assert_eq!((status, text.as_str()), (200, "Spellbook Purchased!\n"));
     ids.extend(id);
-    let (_, _, plugins) = api.send("GET", "/plugins", None, None);
+    let (_, plugins) = api.admin_get("/plugins");
     let plugins: serde_json::Value = serde_json::from_str(&plugins).unwrap();
     assert!(
         plugins
@@ -569,8 +601,11 @@ fn health_metrics_and_plugins_endpoints() {
     assert_eq!(api.send("GET", "/healthz", None, None).0, 200);
     api.send("POST", "/purchase_a_sword/red/1", Some("u"), None);
     api.send("POST", "/purchase_a_sword/red/x", Some("u"), None);
-    let (status, _, text) = api.send("GET", "/metrics", None, None);
+    let (status, text) = api.admin_get("/metrics");
     assert_eq!(status, 200);
+    // The public listener serves neither.
+    assert_eq!(api.send("GET", "/metrics", None, None).0, 404);
+    assert_eq!(api.send("GET", "/plugins", None, None).0, 404);
     for needle in [
         r#"eventsift_http_requests_total{route="POST /purchase_a_sword/{color}/{quantity}",status="200"}"#,
         r#"eventsift_http_requests_total{route="POST /purchase_a_sword/{color}/{quantity}",status="400"}"#,
@@ -581,7 +616,7 @@ fn health_metrics_and_plugins_endpoints() {
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
-    let (_, _, plugins) = api.send("GET", "/plugins", None, None);
+    let (_, plugins) = api.admin_get("/plugins");
     let plugins: serde_json::Value = serde_json::from_str(&plugins).unwrap();
     let mut names: Vec<&str> = plugins
         .as_array()

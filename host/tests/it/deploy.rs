@@ -38,6 +38,51 @@ fn compose_file_is_valid_and_has_the_deployment() {
         .status()
         .unwrap();
     assert!(quiet.success());
+
+    // The eventsift services as docker-compose resolves them: health checks
+    // through `eventsift health`, restart policies, start conditions, and
+    // the admin listeners bound inside the network but not published.
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&compose)
+        .arg("config")
+        .output()
+        .unwrap();
+    let resolved = String::from_utf8_lossy(&out.stdout).into_owned();
+    for (service, admin) in [("api", "0.0.0.0:5050"), ("writer", "0.0.0.0:5051")] {
+        let block = service_block(&resolved, service);
+        let admin_env = format!("EVENTSIFT_ADMIN_LISTEN: {admin}");
+        for needed in [
+            "restart: on-failure",
+            "healthcheck:",
+            "- eventsift\n      - health",
+            "condition: service_healthy",
+            admin_env.as_str(),
+        ] {
+            assert!(
+                block.contains(needed),
+                "{service} lacks {needed:?}:\n{block}"
+            );
+        }
+        for port in ["5050", "5051"] {
+            assert!(
+                !block.contains(&format!("published: {port}")),
+                "{service} publishes an admin port:\n{block}"
+            );
+        }
+    }
+}
+
+/// The lines of `service` in `docker-compose config`'s output.
+fn service_block(resolved: &str, service: &str) -> String {
+    let head = format!("  {service}:");
+    resolved
+        .lines()
+        .skip_while(|l| *l != head)
+        .enumerate()
+        .take_while(|(i, l)| *i == 0 || l.starts_with("    ") || l.is_empty())
+        .map(|(_, l)| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -49,17 +94,36 @@ fn dockerfile_builds_like_the_readme() {
         readme.lines().any(|l| l == build),
         "README states the release build: {build}"
     );
+    assert!(
+        readme.lines().any(|l| l == "cargo xtask dist"),
+        "README states the distribution build"
+    );
     let run_steps: String = dockerfile
         .replace("\\\n", " ")
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    assert!(
-        run_steps.contains("RUN cargo xtask plugins && cargo build --release -p eventsift"),
-        "{run_steps}"
-    );
+    for needed in [
+        "RUN cargo xtask dist",
+        "COPY --from=build /src/target/eventsift-dist/ /usr/local/",
+        "ARG EVENTSIFT_GIT_COMMIT",
+        "HEALTHCHECK",
+        "CMD [\"eventsift\", \"health\"",
+        "EXPOSE 5000",
+    ] {
+        assert!(
+            run_steps.contains(needed),
+            "the Dockerfile lacks {needed}: {run_steps}"
+        );
+    }
+    assert!(!run_steps.contains("EXPOSE 5050") && !run_steps.contains("5051"));
     assert!(
         dockerfile.contains("/var/lib/eventsift/plugins"),
         "plugins are baked in where the volume mounts"
+    );
+    let ignored = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == ".git"),
+        "the commit comes as a build argument because .git is not in the context"
     );
 }

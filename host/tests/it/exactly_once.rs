@@ -274,7 +274,7 @@ fn a_retention_gap_stops_the_partition_until_accepted_then_is_counted() {
     let mut expected = first;
     expected.extend(second[500..].iter().cloned());
     check_exactly_once(&t, &expected);
-    let (_, metrics) = w.get("/metrics");
+    let (_, metrics) = w.admin_get("/metrics");
     assert!(
         metrics.contains("eventsift_writer_gap_records_total{partition=\"0\"} 500"),
         "{metrics}"
@@ -723,14 +723,7 @@ fn query_out(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    (out.status.success(), crate::support::output_text(&out))
 }
 
 #[test]
@@ -771,7 +764,7 @@ fn an_incompatible_version_after_a_restart_is_refused_and_a_damaged_table_spares
         "{}",
         reasons[0]
     );
-    let (_, metrics) = w.get("/metrics");
+    let (_, metrics) = w.admin_get("/metrics");
     assert!(
         metrics.contains("eventsift_writer_rejected_total{reason=\"schema\"} 300"),
         "{metrics}"

@@ -9,6 +9,7 @@ mod exactly_once;
 mod ingest;
 mod kit;
 mod limits;
+mod operate;
 mod outages;
 mod plugins;
 mod query;

@@ -32,6 +32,7 @@ pub struct Proc {
     child: Child,
     pub base: String,
     log: Arc<Mutex<Vec<String>>>,
+    admin: Arc<Mutex<Option<String>>>,
 }
 
 /// Runs `eventsift <args>` to its exit (at most `timeout`): its status and
@@ -72,6 +73,8 @@ fn program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args)
         .env("EVENTSIFT_LOG", "info")
+        // Tests run daemons side by side: no fixed admin port.
+        .env("EVENTSIFT_ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("EVENTSIFT_FAILPOINT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -97,13 +100,22 @@ impl Proc {
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let admin = Arc::new(Mutex::new(None));
         let (tx, rx) = std::sync::mpsc::channel();
         {
-            let log = log.clone();
+            let (log, admin) = (log.clone(), admin.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Some(at) = line.find("listening on http://") {
-                        let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                        // Up to the URL's end (a JSON log line goes on).
+                        let url: String = line[at + "listening on ".len()..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || ":/.[]".contains(*c))
+                            .collect();
+                        if line.contains("admin listening on") {
+                            *admin.lock().unwrap() = Some(url.clone());
+                        }
+                        let _ = tx.send(url);
                     }
                     log.lock().unwrap().push(line);
                 }
@@ -116,7 +128,34 @@ impl Proc {
                 log.lock().unwrap().join("\n")
             ),
         };
-        Proc { child, base, log }
+        Proc {
+            child,
+            base,
+            log,
+            admin,
+        }
+    }
+
+    /// The admin listener's base URL (the writer's only listener; for
+    /// `serve` and `api` the second one), waiting for it to be logged.
+    pub fn admin(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(a) = self.admin.lock().unwrap().clone() {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener logged:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// GET on the admin listener.
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(&format!("{}{path}", self.admin()))
     }
 
     pub fn pid(&self) -> u32 {
@@ -160,7 +199,7 @@ impl Proc {
 
     /// The sum of the samples of metric `name` on `/metrics`.
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
+        let (_, text) = self.admin_get("/metrics");
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -700,9 +739,9 @@ fn kafka_seed_load(warehouse: &str) {
         artifacts::SPELLBOOK,
         Duration::ZERO,
     );
-    let api_base = api.base.clone();
+    let api_admin = api.admin();
     wait_until("the spellbook route on the API", || {
-        http_get(&format!("{api_base}/plugins"))
+        http_get(&format!("{api_admin}/plugins"))
             .1
             .contains("purchase_spellbook")
     });
@@ -735,7 +774,7 @@ fn kafka_seed_load(warehouse: &str) {
 
     let (code, health) = writer.get("/healthz");
     assert_eq!(code, 200, "{health}");
-    let (_, metrics) = writer.get("/metrics");
+    let (_, metrics) = writer.admin_get("/metrics");
     for m in [
         "eventsift_writer_rows_total{table=\"spellbook_purchases\"} 60",
         "eventsift_writer_commit_seconds",
@@ -1030,7 +1069,7 @@ fn malformed_records_go_to_rejected_events_and_the_writer_keeps_running() {
     assert_eq!(raws.iter().max(), Some(&(1 << 20)));
     let (code, _) = w.get("/healthz");
     assert_eq!(code, 200);
-    let (_, metrics) = w.get("/metrics");
+    let (_, metrics) = w.admin_get("/metrics");
     assert!(
         metrics.contains("eventsift_writer_rejected_total{reason=\"decode\"} 5"),
         "{metrics}"

@@ -557,6 +557,8 @@ pub fn run(params: &Params) -> Result<Report> {
             "api",
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--kafka",
             &bootstrap,
             "--plugins",
