@@ -1212,7 +1212,28 @@ pub fn describe(plugin: &LoadedPlugin, bytes: usize) -> String {
 
 fn list(dir: &Path, cache: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
     let registry = Registry::new(runtime(sandbox, Some(cache))?, dir);
-    let report = registry.sync();
+    // Files written less than `STABLE_AFTER` ago are pending (maybe half
+    // written): wait for them to settle, as the daemon would, for 10 s at
+    // most, so that a plugin copied in just now is listed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut refused = 0;
+    loop {
+        let report = registry.sync();
+        refused += report
+            .changes
+            .iter()
+            .filter(|c| matches!(c, crate::plugin::Change::Refused { .. }))
+            .count();
+        if !report.pending {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!("warning: some plugin files are still being written; not listed");
+            refused += 1;
+            break;
+        }
+        std::thread::sleep(crate::plugin::registry::STABLE_AFTER / 4);
+    }
     let snapshot = registry.snapshot();
     for p in snapshot.plugins() {
         let route = p
@@ -1226,11 +1247,6 @@ fn list(dir: &Path, cache: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
             p.meta.name, p.meta.version, p.meta.event_type, p.meta.table, route
         );
     }
-    let refused = report
-        .changes
-        .iter()
-        .filter(|c| matches!(c, crate::plugin::Change::Refused { .. }))
-        .count();
     Ok(if refused > 0 {
         ExitCode::FAILURE
     } else {

@@ -48,6 +48,10 @@ impl Plugins {
 
     /// [`Plugins::start`], choosing what the warehouse checks.
     pub fn start_with(config: &Config, warehouse: Option<&str>, check: Check) -> Result<Self> {
+        // The metrics recorder first: a plugin registers its counters (log
+        // lines) when it loads, and a handle taken before the recorder is
+        // installed counts nothing, ever.
+        api::metrics::handle();
         if !config.plugins.is_dir() {
             anyhow::bail!(
                 "the plugin folder {} does not exist (set --plugins, EVENTSIFT_PLUGINS or \

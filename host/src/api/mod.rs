@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -341,12 +341,23 @@ impl IntoResponse for ApiError {
 }
 
 fn finish(state: &ApiState, route: &str, result: Result<Response, ApiError>) -> Response {
+    finish_with(state, route, || route.to_owned(), result)
+}
+
+/// [`finish`], with the request a refusal is listed with on the status
+/// page (built only for a 4xx).
+fn finish_with(
+    state: &ApiState,
+    route: &str,
+    sample: impl FnOnce() -> String,
+    result: Result<Response, ApiError>,
+) -> Response {
     let response = match result {
         Ok(r) => r,
         Err(e) => {
             ::metrics::counter!(metrics::REJECTED, "reason" => e.reason).increment(1);
             if e.status.is_client_error() {
-                crate::writer::recent::global().note_refusal(e.reason, &e.message, route);
+                crate::writer::recent::global().note_refusal(e.reason, &e.message, sample);
             }
             e.into_response()
         }
@@ -434,10 +445,21 @@ async fn post_event(
     finish(&state, ROUTE, result)
 }
 
+/// The request line of a refused request and its `Host` (the seed's
+/// player), for the status page; no other header (keys travel in them).
+fn request_sample(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> String {
+    let target = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    match headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => format!("{method} {target} (Host: {host})"),
+        None => format!("{method} {target}"),
+    }
+}
+
 /// Every other request: a plugin's route, or 404.
 async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
     // By reference: axum's `HeaderMap` and `Uri` extractors would clone them.
     let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+    let sample = || request_sample(method, uri, headers);
     let snapshot = state.registry.snapshot();
     let table = state.routes.current(&snapshot);
     let Some(found) = table.find(method, uri.path()) else {
@@ -449,7 +471,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
                 "method_not_allowed",
                 format!("{} takes {}", uri.path(), allow.join(", ")),
             );
-            let mut response = finish(&state, "unmatched", Err(e));
+            let mut response = finish_with(&state, "unmatched", sample, Err(e));
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, v);
             }
@@ -460,7 +482,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             "no_route",
             format!("no route for {method} {}", uri.path()),
         );
-        return finish(&state, "unmatched", Err(e));
+        return finish_with(&state, "unmatched", sample, Err(e));
     };
     let label = found.label.clone();
     let result = async {
@@ -484,7 +506,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
         Ok(ok_response(&event_id, TEXT, reply))
     }
     .await;
-    finish(&state, &label, result)
+    finish_with(&state, &label, sample, result)
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");

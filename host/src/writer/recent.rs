@@ -111,16 +111,21 @@ pub fn global() -> &'static Recent {
 
 impl Recent {
     /// Notes one request the API refused (`stage` is the refusal's metric
-    /// reason, `sample` the route). Skipped when another thread holds the
-    /// lock: a flood of bad requests never queues on it.
-    pub fn note_refusal(&self, stage: &'static str, reason: &str, sample: &str) {
+    /// reason, `sample` makes the request's line, called only for a reason
+    /// not listed yet). Skipped when another thread holds the lock: a flood
+    /// of bad requests never queues on it.
+    pub fn note_refusal(&self, stage: &'static str, reason: &str, sample: impl FnOnce() -> String) {
         let Ok(mut entries) = self.entries.try_lock() else {
             return;
         };
-        let reason = cut(reason, MAX_REASON_BYTES);
+        let reason = if reason.len() > MAX_REASON_BYTES {
+            std::borrow::Cow::Owned(cut(reason, MAX_REASON_BYTES))
+        } else {
+            std::borrow::Cow::Borrowed(reason)
+        };
         let entry = match entries
             .iter()
-            .position(|e| e.stage == stage && e.reason == reason)
+            .position(|e| e.stage == stage && e.reason == *reason)
         {
             Some(i) => {
                 let mut e = entries.remove(i);
@@ -134,13 +139,13 @@ impl Recent {
                 }
                 Entry {
                     stage,
-                    reason,
+                    reason: reason.into_owned(),
                     count: 1,
                     last_at: SystemTime::now(),
                     event_type: None,
                     partition: None,
                     offset: None,
-                    sample: cut(sample, MAX_SAMPLE_BYTES),
+                    sample: cut(&sample(), MAX_SAMPLE_BYTES),
                 }
             }
         };
@@ -230,5 +235,28 @@ mod tests {
         assert_eq!(list.len(), MAX_REASONS);
         assert!(list[0].reason.len() <= MAX_REASON_BYTES + '…'.len_utf8());
         assert!(list[1].sample.len() <= MAX_SAMPLE_BYTES + '…'.len_utf8());
+    }
+
+    #[test]
+    fn api_refusals_are_counted_by_reason_with_the_first_request_as_sample() {
+        let recent = Recent::default();
+        recent.note_refusal("validation", "bad quantity", || "POST /a/x".into());
+        recent.note_refusal("validation", "bad quantity", || {
+            unreachable!("a listed reason does not build its sample again")
+        });
+        let long = "r".repeat(MAX_REASON_BYTES + 10);
+        recent.note_refusal("validation", &long, || "y".repeat(4096));
+        recent.note_refusal("validation", &long, || unreachable!());
+        let list = recent.list();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].count, list[1].count), (2, 2));
+        assert_eq!(list[1].sample, "POST /a/x");
+        assert_eq!(list[1].partition, None);
+        assert!(list[0].reason.len() <= MAX_REASON_BYTES + '…'.len_utf8());
+        assert!(list[0].sample.len() <= MAX_SAMPLE_BYTES + '…'.len_utf8());
+        for i in 0..100 {
+            recent.note_refusal("no_route", &format!("r{i}"), || "GET /".into());
+        }
+        assert_eq!(recent.list().len(), MAX_REASONS);
     }
 }
