@@ -44,7 +44,8 @@ enum Command {
     /// Run the HTTP API alone, publishing to Kafka (--kafka is required).
     Api(DaemonArgs),
     /// Run the writer alone: Kafka (--kafka is required) -> plugins -> Parquet
-    /// tables in --warehouse; serves /healthz and /metrics on --listen.
+    /// tables in --warehouse; serves health, /metrics and the status page on
+    /// --admin-listen (127.0.0.1:5051).
     Writer(DaemonArgs),
     /// Ask a running daemon's admin listener whether it is ready (or, with
     /// --live, alive): exit 0 if so, 1 if not; serves container health
@@ -694,7 +695,7 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
     })
 }
 
-/// Runs the writer alone until SIGTERM/SIGINT, with `/healthz` and `/metrics`.
+/// Runs the writer alone until SIGTERM/SIGINT, with its admin listener.
 fn writer_only(config: Config) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {

@@ -204,16 +204,6 @@ pub fn document(snapshot: &Snapshot, state: &ApiState) -> Value {
     paths.insert("/healthz".into(), health("healthz"));
     paths.insert("/readyz".into(), health("readyz"));
     paths.insert(
-        "/metrics".into(),
-        json!({"get": {"operationId": "metrics", "tags": ["operations"],
-            "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}}),
-    );
-    paths.insert(
-        "/plugins".into(),
-        json!({"get": {"operationId": "plugins", "tags": ["operations"],
-            "responses": {"200": {"description": "The loaded plugins", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Plugin"}}}}}}}}),
-    );
-    paths.insert(
         PATH.into(),
         json!({"get": {"operationId": "openapi", "tags": ["operations"],
             "responses": {"200": {"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
@@ -304,11 +294,6 @@ pub fn document(snapshot: &Snapshot, state: &ApiState) -> Value {
                     "status": {"type": "string", "enum": ["ok", "unavailable"]},
                     "reason": {"type": "string"},
                     "writer": {"type": "object"}}},
-                "Plugin": {"type": "object", "required": ["name", "version", "event_type", "table"], "properties": {
-                    "name": {"type": "string"}, "version": {"type": "string"},
-                    "event_type": {"type": "string"}, "table": {"type": "string"},
-                    "route": {"type": ["string", "null"]}, "source": {"type": "string"},
-                    "loaded_at": {"type": "string"}}},
                 "UserId": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[^\\u0000-\\u001f\\u007f]+$"},
                 "ClientId": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$"},
                 "DeviceTime": {"description": "RFC 3339 or epoch milliseconds",
@@ -345,8 +330,7 @@ pub fn document(snapshot: &Snapshot, state: &ApiState) -> Value {
         // Event routes need a key; the operations routes do not.
         if let Some(paths) = root.get_mut("paths").and_then(Value::as_object_mut) {
             for (path, item) in paths.iter_mut() {
-                let open =
-                    ["/healthz", "/readyz", "/metrics", "/plugins", PATH].contains(&path.as_str());
+                let open = ["/healthz", "/readyz", PATH].contains(&path.as_str());
                 if open {
                     continue;
                 }

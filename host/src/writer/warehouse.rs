@@ -62,9 +62,34 @@ pub enum Warehouse {
 pub struct Hdfs {
     url: String,
     root: String,
-    client: hdfs_native::Client,
-    rt: tokio::runtime::Runtime,
+    /// Both `Some` until dropped (see the `Drop` impl).
+    client: Option<hdfs_native::Client>,
+    rt: Option<tokio::runtime::Runtime>,
     timeout: Duration,
+}
+
+impl Drop for Hdfs {
+    /// The last holder of a warehouse may be a task of the daemon's own
+    /// runtime (the admin listener's state holds the registry, which holds
+    /// the table schemas and so the warehouse): dropping a runtime there
+    /// panics, so it is shut down without waiting for its threads.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // The client first, in its runtime's context, as before.
+            let guard = rt.enter();
+            drop(self.client.take());
+            drop(guard);
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Hdfs {
+    fn client(&self) -> &hdfs_native::Client {
+        self.client
+            .as_ref()
+            .expect("the client lives until the drop")
+    }
 }
 
 impl Hdfs {
@@ -76,7 +101,8 @@ impl Hdfs {
         f: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let timeout = self.timeout;
-        self.rt.block_on(async {
+        let rt = self.rt.as_ref().expect("the runtime lives until the drop");
+        rt.block_on(async {
             match tokio::time::timeout(timeout, f).await {
                 Ok(r) => r,
                 Err(_) => Err(WarehouseError {
@@ -123,12 +149,12 @@ impl Warehouse {
             let hdfs = Hdfs {
                 url,
                 root,
-                client,
-                rt,
+                client: Some(client),
+                rt: Some(rt),
                 timeout,
             };
             hdfs.call("open", location, async {
-                hdfs.client
+                hdfs.client()
                     .mkdirs(&hdfs.root, 0o755, true)
                     .await
                     .map_err(|e| err("open", e.to_string()))
@@ -169,7 +195,7 @@ impl Warehouse {
                     ..Default::default()
                 };
                 let mut w = h
-                    .client
+                    .client()
                     .create(&path, options)
                     .await
                     .map_err(|e| fail(&e))?;
@@ -201,12 +227,12 @@ impl Warehouse {
             Warehouse::Hdfs(h) => h.call("publish", to, async {
                 let dst = h.abs(to);
                 if let Some((parent, _)) = dst.rsplit_once('/') {
-                    h.client
+                    h.client()
                         .mkdirs(parent, 0o755, true)
                         .await
                         .map_err(|e| fail(&e))?;
                 }
-                match h.client.rename(&h.abs(from), &dst, false).await {
+                match h.client().rename(&h.abs(from), &dst, false).await {
                     Ok(()) => Ok(true),
                     Err(e) if already_exists(&e) => Ok(false),
                     Err(e) => Err(fail(&e)),
@@ -251,18 +277,18 @@ impl Warehouse {
             Warehouse::Hdfs(h) => h.call("rename", from, async {
                 let dst = h.abs(to);
                 if let Some((parent, _)) = dst.rsplit_once('/') {
-                    h.client
+                    h.client()
                         .mkdirs(parent, 0o755, true)
                         .await
                         .map_err(|e| fail(&e))?;
                 }
-                match h.client.rename(&h.abs(from), &dst, false).await {
+                match h.client().rename(&h.abs(from), &dst, false).await {
                     Ok(()) => Ok(Moved::Moved),
                     Err(e) if already_exists(&e) => Ok(Moved::TargetExists),
                     Err(e) => {
                         // A missing source is reported in several ways; ask.
                         let exists = |p: String| async move {
-                            match h.client.get_file_info(&p).await {
+                            match h.client().get_file_info(&p).await {
                                 Ok(_) => Ok(true),
                                 Err(e) if not_found(&e) => Ok(false),
                                 Err(e) => Err(e),
@@ -284,7 +310,7 @@ impl Warehouse {
         match self {
             Warehouse::Local(root) => Ok(root.join(rel).exists()),
             Warehouse::Hdfs(h) => h.call("stat", rel, async {
-                match h.client.get_file_info(&h.abs(rel)).await {
+                match h.client().get_file_info(&h.abs(rel)).await {
                     Ok(_) => Ok(true),
                     Err(e) if not_found(&e) => Ok(false),
                     Err(e) => Err(error("stat", rel, &e)),
@@ -309,7 +335,7 @@ impl Warehouse {
                 Err(e) => Err(fail(&e)),
             },
             Warehouse::Hdfs(h) => h.call("read", rel, async {
-                let r = match h.client.read(&h.abs(rel)).await {
+                let r = match h.client().read(&h.abs(rel)).await {
                     Ok(r) => r,
                     Err(e) if not_found(&e) => return Ok(None),
                     Err(e) => return Err(fail(&e)),
@@ -352,7 +378,7 @@ impl Warehouse {
                 out
             }
             Warehouse::Hdfs(h) => h.call("list", rel, async {
-                match h.client.list_status(&h.abs(rel), false).await {
+                match h.client().list_status(&h.abs(rel), false).await {
                     Ok(list) => Ok(list
                         .into_iter()
                         .map(|s| Entry {
@@ -405,7 +431,7 @@ impl Warehouse {
                 Err(e) => Err(error("remove", rel, &e)),
             },
             Warehouse::Hdfs(h) => h.call("remove", rel, async {
-                match h.client.delete(&h.abs(rel), false).await {
+                match h.client().delete(&h.abs(rel), false).await {
                     Ok(existed) => Ok(existed),
                     Err(e) if not_found(&e) => Ok(false),
                     Err(e) => Err(error("remove", rel, &e)),

@@ -169,7 +169,7 @@ fn slow_clients_and_exhausted_descriptors_leave_the_daemon_serving() {
         drop(slow);
         // Nothing else broke: the plugin is still loaded, health is fine.
         let (code, body) = raw(
-            &base,
+            &p.admin(),
             b"GET /plugins HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             Duration::from_secs(5),
         );
@@ -640,9 +640,9 @@ fn hostile_plugins_stay_in_their_lane() {
         );
     }
     assert_eq!(raw(&b, &post("/hostile/fine", ""), t).0, 200);
-    // `/plugins` names files, not the host's paths.
+    // `/plugins` (on the admin listener) names files, not the host's paths.
     let (_, listing) = raw(
-        &b,
+        &p.admin(),
         b"GET /plugins HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         t,
     );
