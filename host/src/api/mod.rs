@@ -341,14 +341,16 @@ impl IntoResponse for ApiError {
 }
 
 fn finish(state: &ApiState, route: &str, result: Result<Response, ApiError>) -> Response {
-    finish_with(state, route, || route.to_owned(), result)
+    finish_with(state, route, None, || route.to_owned(), result)
 }
 
-/// [`finish`], with the request a refusal is listed with on the status
-/// page (built only for a 4xx).
+/// [`finish`], with the event type (when the request names one) and the
+/// request a refusal is listed with on the status page (built only for a
+/// 4xx).
 fn finish_with(
     state: &ApiState,
     route: &str,
+    event_type: Option<&str>,
     sample: impl FnOnce() -> String,
     result: Result<Response, ApiError>,
 ) -> Response {
@@ -357,7 +359,8 @@ fn finish_with(
         Err(e) => {
             ::metrics::counter!(metrics::REJECTED, "reason" => e.reason).increment(1);
             if e.status.is_client_error() {
-                crate::writer::recent::global().note_refusal(e.reason, &e.message, sample);
+                crate::writer::recent::global()
+                    .note_refusal(e.reason, &e.message, event_type, sample);
             }
             e.into_response()
         }
@@ -442,7 +445,13 @@ async fn post_event(
         Ok(ok_response(&event_id, JSON, body))
     }
     .await;
-    finish(&state, ROUTE, result)
+    finish_with(
+        &state,
+        ROUTE,
+        Some(&event_type),
+        || format!("POST /events/{event_type}"),
+        result,
+    )
 }
 
 /// The request line of a refused request and its `Host` (the seed's
@@ -471,7 +480,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
                 "method_not_allowed",
                 format!("{} takes {}", uri.path(), allow.join(", ")),
             );
-            let mut response = finish_with(&state, "unmatched", sample, Err(e));
+            let mut response = finish_with(&state, "unmatched", None, sample, Err(e));
             if let Ok(v) = HeaderValue::from_str(&allow.join(", ")) {
                 response.headers_mut().insert(header::ALLOW, v);
             }
@@ -482,7 +491,7 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
             "no_route",
             format!("no route for {method} {}", uri.path()),
         );
-        return finish_with(&state, "unmatched", sample, Err(e));
+        return finish_with(&state, "unmatched", None, sample, Err(e));
     };
     let label = found.label.clone();
     let result = async {
@@ -506,7 +515,8 @@ async fn plugin_route(state: Arc<ApiState>, request: Request) -> Response {
         Ok(ok_response(&event_id, TEXT, reply))
     }
     .await;
-    finish_with(&state, &label, sample, result)
+    let event_type = Some(found.plugin.meta.event_type.as_str());
+    finish_with(&state, &label, event_type, sample, result)
 }
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");

@@ -1,6 +1,7 @@
 //! The latest rejections by reason, each with a sample record, for the
 //! status page. Bounded: at most [`MAX_REASONS`] reasons (the least recent
-//! goes first), reasons cut at [`MAX_REASON_BYTES`], samples at
+//! goes first), reasons cut at [`MAX_REASON_BYTES`], event types at
+//! [`MAX_EVENT_TYPE_BYTES`], samples at
 //! [`MAX_SAMPLE_BYTES`]. The router hands over a chunk's worth at once (at
 //! most [`PER_CHUNK`] distinct reasons), so the lock is taken once per
 //! chunk that has rejections, never per event.
@@ -11,6 +12,8 @@ use std::time::SystemTime;
 pub const MAX_REASONS: usize = 32;
 pub const MAX_REASON_BYTES: usize = 256;
 pub const MAX_SAMPLE_BYTES: usize = 512;
+/// An event type a refused request named (`/events/{type}`) is cut here.
+pub const MAX_EVENT_TYPE_BYTES: usize = 64;
 /// Distinct reasons one chunk reports; further ones are counted in
 /// `eventsift_writer_rejected_total` only.
 pub const PER_CHUNK: usize = 8;
@@ -114,7 +117,13 @@ impl Recent {
     /// reason, `sample` makes the request's line, called only for a reason
     /// not listed yet). Skipped when another thread holds the lock: a flood
     /// of bad requests never queues on it.
-    pub fn note_refusal(&self, stage: &'static str, reason: &str, sample: impl FnOnce() -> String) {
+    pub fn note_refusal(
+        &self,
+        stage: &'static str,
+        reason: &str,
+        event_type: Option<&str>,
+        sample: impl FnOnce() -> String,
+    ) {
         let Ok(mut entries) = self.entries.try_lock() else {
             return;
         };
@@ -142,7 +151,8 @@ impl Recent {
                     reason: reason.into_owned(),
                     count: 1,
                     last_at: SystemTime::now(),
-                    event_type: None,
+                    // Named by the caller on `/events/{type}`: cut.
+                    event_type: event_type.map(|t| cut(t, MAX_EVENT_TYPE_BYTES)),
                     partition: None,
                     offset: None,
                     sample: cut(&sample(), MAX_SAMPLE_BYTES),
@@ -240,22 +250,28 @@ mod tests {
     #[test]
     fn api_refusals_are_counted_by_reason_with_the_first_request_as_sample() {
         let recent = Recent::default();
-        recent.note_refusal("validation", "bad quantity", || "POST /a/x".into());
-        recent.note_refusal("validation", "bad quantity", || {
+        recent.note_refusal("validation", "bad quantity", Some("a"), || {
+            "POST /a/x".into()
+        });
+        recent.note_refusal("validation", "bad quantity", Some("a"), || {
             unreachable!("a listed reason does not build its sample again")
         });
         let long = "r".repeat(MAX_REASON_BYTES + 10);
-        recent.note_refusal("validation", &long, || "y".repeat(4096));
-        recent.note_refusal("validation", &long, || unreachable!());
+        recent.note_refusal("validation", &long, Some(&long), || "y".repeat(4096));
+        recent.note_refusal("validation", &long, None, || unreachable!());
         let list = recent.list();
         assert_eq!(list.len(), 2);
         assert_eq!((list[0].count, list[1].count), (2, 2));
         assert_eq!(list[1].sample, "POST /a/x");
         assert_eq!(list[1].partition, None);
+        assert_eq!(list[1].event_type.as_deref(), Some("a"));
+        assert!(
+            list[0].event_type.as_ref().unwrap().len() <= MAX_EVENT_TYPE_BYTES + '…'.len_utf8()
+        );
         assert!(list[0].reason.len() <= MAX_REASON_BYTES + '…'.len_utf8());
         assert!(list[0].sample.len() <= MAX_SAMPLE_BYTES + '…'.len_utf8());
         for i in 0..100 {
-            recent.note_refusal("no_route", &format!("r{i}"), || "GET /".into());
+            recent.note_refusal("no_route", &format!("r{i}"), None, || "GET /".into());
         }
         assert_eq!(recent.list().len(), MAX_REASONS);
     }

@@ -155,6 +155,7 @@ fn admin_listener_serves_operators_the_public_one_serves_games_and_every_alerted
         rejection["sample"],
         "POST /purchase_a_sword/red/x (Host: u1.example.com)"
     );
+    assert_eq!(rejection["event_type"], "purchase_sword");
     let part = &s["partitions"][0];
     assert_eq!(part["partition"], 0);
     assert!(part["position"].as_i64().unwrap() >= 2, "{part}");
