@@ -1,10 +1,13 @@
 //! Writer throughput and freshness.
 //!
-//! `cargo bench -p eventsift --bench writer -- throughput [--events N] [--runs R] [--hdfs URL]`
+//! `cargo bench -p eventsift --bench writer -- throughput [--events N] [--runs R] [--hdfs URL] [--with-delta]`
 //! pre-fills a 4-partition topic with the seed's mix of event envelopes
 //! (reused when it already holds them), then runs the writer (bundled Wasm
 //! plugins) from start to last commit, to a local folder and, with `--hdfs`,
 //! to HDFS. Prints events/s, MB/s and where the time went.
+//!
+//! With `--with-delta`, each local run is followed by one into a Delta
+//! warehouse (`--table-format delta`), interleaved.
 //!
 //! With `--with-dedup`, each run is followed by one on a second topic whose
 //! events carry client-named (derived, UUIDv8) ids, as `/v1/batch` events
@@ -27,6 +30,14 @@
 //! padding, so they compress about as badly as real text), then runs the
 //! writer on it and reports this process's peak RSS (VmHWM, reset before
 //! the writer starts) against the configured buffer.
+//!
+//! `cargo bench -p eventsift --bench writer -- lake [--files 8640] [--rows 200]`
+//! commits `--files` ranges of one source partition, one small sword file
+//! each (what a day of 10 s commits makes per partition and table), with
+//! the commit protocol on a Hive and on a Delta warehouse (local disk),
+//! and reports each commit's latency; then compacts the Delta table and
+//! reports files, bytes and time before and after, and the rows a reader
+//! counts.
 //!
 //! Needs a broker for `throughput` (`cargo xtask kafka start`;
 //! `EVENTSIFT_BENCH_KAFKA`, default 127.0.0.1:9092).
@@ -73,6 +84,10 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(256);
         memory(gib, kib, buffer);
+    } else if args.iter().any(|a| a == "lake") {
+        let files: usize = arg("--files").and_then(|s| s.parse().ok()).unwrap_or(8640);
+        let rows: usize = arg("--rows").and_then(|s| s.parse().ok()).unwrap_or(200);
+        lake(files, rows);
     } else if args.iter().any(|a| a == "dedup") {
         let ids: usize = arg("--ids")
             .and_then(|s| s.parse().ok())
@@ -84,7 +99,8 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(2_000_000);
         let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
-        throughput(events, runs, arg("--hdfs"), with_dedup);
+        let with_delta = args.iter().any(|a| a == "--with-delta");
+        throughput(events, runs, arg("--hdfs"), with_dedup, with_delta);
     } else {
         eprintln!("usage: writer -- throughput|freshness|memory [options] (see the file's docs)");
     }
@@ -334,7 +350,13 @@ fn dedup_memory(ids: usize) {
     );
 }
 
-fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool) {
+fn throughput(
+    events: usize,
+    runs: usize,
+    hdfs: Option<String>,
+    with_dedup: bool,
+    with_delta: bool,
+) {
     let brokers =
         std::env::var("EVENTSIFT_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let plain_topic = format!("eventsift-bench-seedmix-{events}");
@@ -351,11 +373,16 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
         / 4210;
     let (_dir, registry) = plugins();
 
-    // (warehouse, derived ids, deduplication on, its temporary folder)
-    let mut targets: Vec<(String, bool, bool, Option<tempfile::TempDir>)> = Vec::new();
+    // (warehouse, derived ids, deduplication on, Delta, its temporary folder)
+    let mut targets: Vec<(String, bool, bool, bool, Option<tempfile::TempDir>)> = Vec::new();
     for _ in 0..runs {
-        for (derived, dedup) in [(false, true), (true, true), (true, false)] {
-            if derived && !with_dedup {
+        for (derived, dedup, delta) in [
+            (false, true, false),
+            (false, true, true),
+            (true, true, false),
+            (true, false, false),
+        ] {
+            if derived && !with_dedup || delta && !with_delta {
                 continue;
             }
             let d = tempfile::tempdir().unwrap();
@@ -363,6 +390,7 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
                 d.path().to_str().unwrap().to_owned(),
                 derived,
                 dedup,
+                delta,
                 Some(d),
             ));
         }
@@ -373,15 +401,17 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
                 format!("{url}/bench-{}-{r}", std::process::id()),
                 false,
                 true,
+                false,
                 None,
             ));
         }
     }
     let mut results: HashMap<&str, Vec<f64>> = HashMap::new();
     let mut halves: HashMap<&str, Vec<f64>> = HashMap::new();
-    for (i, (warehouse, derived, dedup, _keep)) in targets.iter().enumerate() {
+    for (i, (warehouse, derived, dedup, delta, _keep)) in targets.iter().enumerate() {
         let kind = match (warehouse.starts_with("hdfs://"), derived, dedup) {
             (true, ..) => "hdfs",
+            (false, false, _) if *delta => "local delta",
             (false, false, _) => "local",
             (false, true, true) => "local+dedup",
             (false, true, false) => "local, client ids, dedup off",
@@ -392,6 +422,11 @@ fn throughput(events: usize, runs: usize, hdfs: Option<String>, with_dedup: bool
         let writer = Writer::start(
             WriterConfig {
                 warehouse: warehouse.clone(),
+                table_format: if *delta {
+                    eventsift::writer::delta::TableFormat::Delta
+                } else {
+                    eventsift::writer::delta::TableFormat::Hive
+                },
                 limits: SinkLimits {
                     flush_interval: Duration::from_secs(10),
                     max_file_rows: 1_000_000,
@@ -705,4 +740,162 @@ fn memory(gib: f64, record_kib: usize, buffer_mib: usize) {
         peak - before,
         peak - before - buffer_mib as f64
     );
+}
+
+/// One sword file of `rows` rows (the table's real schema), as the sink
+/// makes it.
+fn sword_file(schema: &arrow_schema::SchemaRef, rows: usize, offset: i64) -> bytes::Bytes {
+    use arrow_array::{
+        ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    };
+    let schema = schema.clone();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| -> ArrayRef {
+            match (f.name().as_str(), f.data_type()) {
+                ("event_id", _) => Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|_| uuid::Uuid::now_v7().to_string()),
+                )),
+                ("source_offset", _) => Arc::new(Int64Array::from_iter_values(
+                    (0..rows as i64).map(|i| offset + i),
+                )),
+                ("source_partition", _) => Arc::new(Int32Array::from(vec![0; rows])),
+                (_, arrow_schema::DataType::Timestamp(..)) => {
+                    Arc::new(TimestampMicrosecondArray::from(vec![now; rows]).with_timezone("UTC"))
+                }
+                (_, arrow_schema::DataType::Int64) => Arc::new(Int64Array::from_iter_values(
+                    (0..rows as i64).map(|i| i % 5),
+                )),
+                (n, _) => Arc::new(StringArray::from_iter_values((0..rows).map(|i| match n {
+                    "event_type" => "purchase_sword".to_owned(),
+                    "host" => format!("user{}.comcast.com", i % 3 + 1),
+                    "color" => ["red", "blue", "green"][i % 3].to_owned(),
+                    "raw_event" => format!("{{\"event_type\":\"purchase_sword\",\"n\":{i}}}"),
+                    _ => "x".to_owned(),
+                }))),
+            }
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    bytes::Bytes::from(w.into_inner().unwrap())
+}
+
+fn lake(files: usize, rows: usize) {
+    use eventsift::writer::commit::{Commits, PendingFile, SourceView, TakeOptions};
+    use eventsift::writer::delta::{DeltaTables, TableFormat, settle_format};
+    let day = eventsift::writer::table::date_string(eventsift::writer::table::day_of(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64,
+    ));
+    let (_plugins, registry) = plugins();
+    let schema =
+        eventsift::writer::table::table_schema(&registry.get("purchase_sword").unwrap().meta);
+    let data = sword_file(&schema, rows, 0);
+    println!(
+        "{files} commits of one {rows}-row sword file ({} bytes) each, one source partition",
+        data.len()
+    );
+    for format in [TableFormat::Hive, TableFormat::Delta] {
+        let dir = tempfile::tempdir().unwrap();
+        let location = dir.path().to_str().unwrap().to_owned();
+        let wh = Arc::new(Warehouse::open(&location).unwrap());
+        settle_format(&wh, format).unwrap();
+        let mut commits = Commits::new(wh.clone(), "bench", "bench-writer", 64);
+        if format == TableFormat::Delta {
+            commits = commits.with_delta(Arc::new(
+                DeltaTables::open(&location, Duration::from_secs(30)).unwrap(),
+            ));
+        }
+        let view = SourceView {
+            id: "log:bench".into(),
+            earliest: 0,
+            end: (files * rows) as i64,
+        };
+        commits.take(0, &view, &TakeOptions::default()).unwrap();
+        let mut latencies = Vec::with_capacity(files);
+        let t0 = Instant::now();
+        for i in 0..files {
+            let start = (i * rows) as i64;
+            let file = PendingFile {
+                table: "sword_purchases".into(),
+                path: format!("sword_purchases/dt={day}/bench-0-{start:020}-0.parquet"),
+                rows: rows as u64,
+                data: sword_file(&schema, rows, start),
+            };
+            let t = Instant::now();
+            commits
+                .commit(0, start, start + rows as i64, &[file], &|| false)
+                .unwrap();
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let total = t0.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+        println!(
+            "{:5}: {files} commits in {total:.1} s; latency median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+            format.as_str(),
+            pct(0.5),
+            pct(0.95),
+            pct(1.0)
+        );
+        if format == TableFormat::Delta {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let count = |label: &str| {
+                let t = Instant::now();
+                let (n, opened, counted) = rt.block_on(async {
+                    let q = eventsift::query::Warehouse::open(&location).await.unwrap();
+                    let opened = t.elapsed().as_secs_f64();
+                    let n = q.row_count("sword_purchases").await.unwrap();
+                    let counted = t.elapsed().as_secs_f64();
+                    q.sql(
+                        "SELECT color, COUNT(DISTINCT event_id), SUM(quantity) \
+                         FROM sword_purchases GROUP BY 1",
+                    )
+                    .await
+                    .unwrap();
+                    (n, opened, counted)
+                });
+                println!(
+                    "  {label}: open {opened:.2} s, COUNT(*) of {n} rows {:.2} s, a scan \
+                     (distinct ids and sums by color) {:.2} s",
+                    counted - opened,
+                    t.elapsed().as_secs_f64() - counted
+                );
+                assert_eq!(n as usize, files * rows);
+            };
+            count("before compaction");
+            let t = Instant::now();
+            let reports = rt
+                .block_on(eventsift::lake::compact(
+                    &location,
+                    &eventsift::lake::CompactOptions {
+                        table: None,
+                        older_than: Duration::ZERO,
+                        target_size: 128 << 20,
+                    },
+                ))
+                .unwrap();
+            let took = t.elapsed().as_secs_f64();
+            for r in &reports {
+                println!(
+                    "compact {}: {} files ({:.1} MiB) -> {} files ({:.1} MiB) in {took:.1} s",
+                    r.table,
+                    r.files_before,
+                    r.bytes_before as f64 / 1048576.0,
+                    r.files_after,
+                    r.bytes_after as f64 / 1048576.0
+                );
+            }
+            count("after compaction");
+        }
+    }
 }

@@ -91,6 +91,45 @@ enum Command {
         #[arg(long, value_enum)]
         dialect: crate::query::ddl::Dialect,
     },
+    /// Delta warehouses: rewrite small files into large ones while writers
+    /// run (each swap one atomic commit), and report files and bytes.
+    Compact {
+        #[command(flatten)]
+        wh: WarehouseArg,
+        /// Only this table [default: all].
+        #[arg(long)]
+        table: Option<String>,
+        /// Only files committed longer ago than this.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// Size of the files to make; bigger files are left alone (e.g. 128MiB).
+        #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+        target_size: u64,
+    },
+    /// Delta warehouses: delete files that compact or forget removed longer
+    /// ago than the retention.
+    Vacuum {
+        #[command(flatten)]
+        wh: WarehouseArg,
+        #[arg(long)]
+        table: Option<String>,
+        /// Keep removed files this long (readers of older versions need them).
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        retain: std::time::Duration,
+    },
+    /// Delta warehouses: delete one player's rows from every table
+    /// (rejected_events included) and append an audit entry.
+    Forget {
+        #[command(flatten)]
+        wh: WarehouseArg,
+        /// The player: user_id, or for the seed's routes the Host value
+        /// (e.g. user1.comcast.com).
+        #[arg(long)]
+        user: String,
+        /// Only this game's rows.
+        #[arg(long)]
+        game: Option<String>,
+    },
     /// The whole pipeline on this machine (no Kafka, no HDFS): serve, the
     /// seed's load, a plugin dropped in, and the classic queries.
     Demo {
@@ -189,6 +228,13 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warehouse: Option<String>,
+    /// Writer: table format of a new warehouse, hive (Parquet in dt=
+    /// folders, read by the seed's Hive and Presto) or delta (Delta Lake
+    /// tables, compactable, with per-player deletes); a warehouse keeps the
+    /// format it was created with [default: hive].
+    #[arg(long, value_name = "hive|delta")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_format: Option<String>,
     /// Writer commit interval, e.g. 10s [default: 10s].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -519,6 +565,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Query { wh, format, sql } => query(&wh.warehouse, format, sql.as_deref()),
         Command::Tables { wh } => tables(&wh.warehouse),
         Command::Ddl { wh, dialect } => ddl(&wh.warehouse, dialect),
+        Command::Compact {
+            wh,
+            table,
+            older_than,
+            target_size,
+        } => crate::lake::cli::compact(
+            &wh.warehouse,
+            crate::lake::CompactOptions {
+                table,
+                older_than,
+                target_size,
+            },
+        ),
+        Command::Vacuum { wh, table, retain } => {
+            crate::lake::cli::vacuum(&wh.warehouse, table.as_deref(), retain)
+        }
+        Command::Forget { wh, user, game } => {
+            crate::lake::cli::forget(&wh.warehouse, &user, game.as_deref())
+        }
         Command::Demo { plugins, dir } => {
             let plugins = match plugins {
                 Some(p) if !p.is_dir() => {
@@ -1253,4 +1318,23 @@ fn list(dir: &Path, cache: &Path, sandbox: &SandboxArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `128MiB`, `1GiB`, `500kB`, or plain bytes.
+fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s}: not a size"))?;
+    let k = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("{s}: unknown unit (use B, KiB, MiB or GiB)")),
+    };
+    n.checked_mul(k).ok_or_else(|| format!("{s}: too large"))
 }

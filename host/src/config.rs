@@ -34,6 +34,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where tables are written: a local path or `hdfs://host:port/path`.
     pub warehouse: String,
+    /// Table format of a new warehouse (`hive` or `delta`); an existing
+    /// warehouse keeps its own, and a writer told otherwise refuses.
+    pub table_format: crate::writer::delta::TableFormat,
     /// How often the writer commits files.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
@@ -200,6 +203,7 @@ impl Default for Config {
             topic: "events".into(),
             data_dir: PathBuf::from("./eventsift-data"),
             warehouse: "./warehouse".into(),
+            table_format: Default::default(),
             flush_interval: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
             ack_timeout: Duration::from_secs(5),
@@ -250,6 +254,7 @@ const KEYS: &[&str] = &[
     "topic",
     "data_dir",
     "warehouse",
+    "table_format",
     "flush_interval",
     "max_body_bytes",
     "ack_timeout",

@@ -183,6 +183,7 @@ impl Serve {
 pub fn writer_config(config: &Config) -> WriterConfig {
     WriterConfig {
         warehouse: config.warehouse.clone(),
+        table_format: config.table_format,
         limits: SinkLimits {
             flush_interval: config.flush_interval,
             max_file_rows: config.max_file_rows,

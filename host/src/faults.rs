@@ -6,6 +6,7 @@
 //! | point | where | what |
 //! |---|---|---|
 //! | `after_tmp`, `after_record`, `after_rename` | a commit's three steps | abort the process |
+//! | `after_delta_table` | a record's Delta commits, after each table's | abort the process |
 //! | `stop_before_publish` | a commit, files written, record not published | SIGSTOP itself (a frozen zombie) |
 //! | `publish_ambiguous` | a commit's publish | publish, then report an error (a lost reply) |
 //! | `publish_lost` | a commit's publish | report an error without publishing |

@@ -20,6 +20,7 @@ pub mod daemon;
 pub mod demo;
 pub mod faults;
 pub mod kit;
+pub mod lake;
 pub mod loadgen;
 pub mod plugin;
 pub mod query;

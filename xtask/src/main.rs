@@ -7,7 +7,7 @@
 //! - `test`: builds the plugins and the tests, starts Kafka, MiniDFS and Trino,
 //!   runs `cargo test --workspace` against them and stops them, even when
 //!   tests fail.
-//! - `chaos [--seed N] [--events N] [--rounds N]`: the seeded chaos run
+//! - `chaos [--seed N] [--events N] [--rounds N] [--table-format hive|delta]`: the seeded chaos run
 //!   (`tests/chaos`): a private Kafka and MiniDFS, one api and three
 //!   writers, faults from the seed; prints its table, fails if a promise
 //!   broke.

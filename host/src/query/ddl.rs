@@ -83,6 +83,9 @@ pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String,
             "the duckdb dialect reads local warehouses only; {root} is not local"
         )));
     }
+    if tables.iter().any(|t| t.delta) {
+        return delta_ddl(root, tables, dialect);
+    }
     let mut out = String::new();
     out.push_str(&format!(
         "-- eventsift tables as external, partitioned Parquet tables ({})\n",
@@ -160,6 +163,72 @@ pub fn ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String,
                     "CREATE OR REPLACE VIEW {name} AS\n  SELECT * FROM read_parquet('{path}/*/*.parquet',\n    hive_partitioning = true, hive_types = {{'dt': VARCHAR}}, union_by_name = true);\n"
                 ));
             }
+        }
+    }
+    Ok(out)
+}
+
+/// Statements for Delta tables: each engine reads the table's own log, so
+/// no columns or partitions are declared.
+fn delta_ddl(root: &str, tables: &[TableInfo], dialect: Dialect) -> Result<String, QueryError> {
+    let mut out = String::new();
+    match dialect {
+        Dialect::Hive => {
+            return Err(QueryError(
+                "Hive reads Delta tables only through a Delta connector; register them with \
+                 --dialect trino (Delta Lake connector) or --dialect spark (delta-spark)"
+                    .into(),
+            ));
+        }
+        Dialect::Trino => out.push_str(
+            "-- eventsift Delta tables (Trino, Delta Lake connector in catalog `delta`)\n\
+             -- The catalog needs (etc/catalog/delta.properties):\n\
+             --   connector.name=delta_lake\n\
+             --   delta.register-table-procedure.enabled=true\n\
+             --   fs.native-local.enabled=true, local.location=/   (local warehouses: local:// paths)\n\
+             --   fs.hadoop.enabled=true                  (HDFS warehouses)\n\
+             -- and a metastore (hive.metastore=file or thrift).\n\
+             CREATE SCHEMA IF NOT EXISTS delta.default;\n",
+        ),
+        Dialect::Spark => out.push_str(
+            "-- eventsift Delta tables (Spark SQL with delta-spark: spark.sql.extensions=\n\
+             -- io.delta.sql.DeltaSparkSessionExtension, spark.sql.catalog.spark_catalog=\n\
+             -- org.apache.spark.sql.delta.catalog.DeltaCatalog)\n",
+        ),
+        Dialect::Duckdb => {
+            if !root.starts_with("file://") {
+                return Err(QueryError(format!(
+                    "the duckdb dialect reads local warehouses only; {root} is not local"
+                )));
+            }
+            out.push_str("-- eventsift Delta tables (DuckDB, delta extension)\nINSTALL delta;\nLOAD delta;\n");
+        }
+    }
+    for t in tables {
+        let name = quote(&t.name, dialect);
+        let location = t.location.trim_end_matches('/');
+        out.push('\n');
+        match dialect {
+            Dialect::Trino => {
+                let trino_location = match location.strip_prefix("file://") {
+                    Some(path) => format!("local://{path}"),
+                    None => location.to_owned(),
+                };
+                out.push_str(&format!(
+                    "CALL delta.system.register_table(schema_name => 'default', table_name => '{}', table_location => '{trino_location}');\n",
+                    t.name
+                ));
+            }
+            Dialect::Spark => out.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{location}';\n"
+            )),
+            Dialect::Duckdb => {
+                let path = location.strip_prefix("file://").unwrap_or(location);
+                out.push_str(&format!(
+                    "CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{path}');\n"
+                ));
+            }
+            Dialect::Hive => unreachable!("refused above"),
         }
     }
     Ok(out)

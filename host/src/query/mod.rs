@@ -50,6 +50,8 @@ pub struct TableInfo {
     pub files: usize,
     pub bytes: u64,
     pub partitions: BTreeSet<String>,
+    /// A Delta table (read through its log) rather than `dt=` folders.
+    pub delta: bool,
 }
 
 /// A warehouse opened for queries.
@@ -120,13 +122,7 @@ impl Warehouse {
             .list_with_delimiter(Some(&StorePath::from(base.as_str())))
             .await
             .map_err(QueryError::from_any)?;
-        let mut names: Vec<String> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_owned))
-            .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
-            .collect();
-        names.sort();
+        let names = table_names(&listing);
 
         let mut tables = Vec::new();
         let mut damaged = Vec::new();
@@ -173,6 +169,19 @@ impl Warehouse {
     }
 }
 
+/// The table folders of a listing of the warehouse root, sorted (hidden
+/// ones, `_eventsift` and the like, left out).
+pub(crate) fn table_names(listing: &object_store::ListResult) -> Vec<String> {
+    let mut names: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_owned))
+        .filter(|n| !n.starts_with('_') && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+}
+
 /// Registers table folder `name` (`None`: it holds no files yet).
 async fn register(
     ctx: &SessionContext,
@@ -182,6 +191,15 @@ async fn register(
     name: &str,
 ) -> Result<Option<TableInfo>> {
     let prefix = StorePath::from(format!("{base}/{name}").trim_start_matches('/'));
+    let location = format!("{root}{name}/");
+    let delta_log = StorePath::from(format!("{base}/{name}/_delta_log").trim_start_matches('/'));
+    let is_delta = store
+        .list_with_delimiter(Some(&delta_log))
+        .await
+        .is_ok_and(|l| !l.objects.is_empty());
+    if is_delta {
+        return register_delta(ctx, name, location).await.map(Some);
+    }
     let files: Vec<_> = store
         .list(Some(&prefix))
         .try_collect::<Vec<_>>()
@@ -197,6 +215,7 @@ async fn register(
                     .any(|p| p.as_ref().starts_with('_') || p.as_ref().starts_with('.'))
         })
         .collect();
+    let location = format!("{root}{name}/");
     if files.is_empty() {
         return Ok(None);
     }
@@ -208,7 +227,6 @@ async fn register(
                 .find_map(|p| p.as_ref().strip_prefix("dt=").map(str::to_owned))
         })
         .collect();
-    let location = format!("{root}{name}/");
     let url = ListingTableUrl::parse(&location).map_err(QueryError::from_any)?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
@@ -230,7 +248,52 @@ async fn register(
         files: files.len(),
         bytes: files.iter().map(|m| m.size).sum(),
         partitions,
+        delta: false,
     }))
+}
+
+/// Registers the Delta table at `location` through delta-rs: readers see
+/// its latest version, never uncommitted or removed files.
+async fn register_delta(ctx: &SessionContext, name: &str, location: String) -> Result<TableInfo> {
+    crate::writer::delta::register_handlers();
+    let url = url::Url::parse(&location).map_err(QueryError::from_any)?;
+    let table = deltalake::open_table(url)
+        .await
+        .map_err(QueryError::from_any)?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(QueryError::from_any)?;
+    let provider = table.table_provider().await.map_err(QueryError::from_any)?;
+    let full = provider.schema();
+    let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(
+        full.fields()
+            .iter()
+            .filter(|f| f.name() != "dt")
+            .cloned()
+            .collect::<Vec<_>>(),
+    ));
+    ctx.register_table(name, provider)
+        .map_err(QueryError::from_any)?;
+    let snapshot = table.snapshot().map_err(QueryError::from_any)?;
+    let mut files = 0;
+    let mut bytes = 0u64;
+    let mut partitions = BTreeSet::new();
+    for f in snapshot.log_data().iter() {
+        files += 1;
+        bytes += f.size().max(0) as u64;
+        if let Some(Some(dt)) = f.partition_values_map().get("dt") {
+            partitions.insert(dt.clone());
+        }
+    }
+    Ok(TableInfo {
+        name: name.to_owned(),
+        location,
+        schema,
+        files,
+        bytes,
+        partitions,
+        delta: true,
+    })
 }
 
 impl Warehouse {

@@ -45,6 +45,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use super::delta::{self, DeltaError, DeltaTables};
 use super::metrics as m;
 use super::warehouse::{Moved, Warehouse, WarehouseError};
 use crate::faults;
@@ -233,6 +234,9 @@ pub enum CommitError {
     Unresolved(String),
     #[error("partition {0} was not taken by this writer")]
     NotTaken(i32),
+    /// A table's Delta commit failed (retried with the record later).
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
 }
 
 impl CommitError {
@@ -240,7 +244,7 @@ impl CommitError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            CommitError::Warehouse(_) | CommitError::NotPublished(_)
+            CommitError::Warehouse(_) | CommitError::NotPublished(_) | CommitError::Delta(_)
         )
     }
 }
@@ -326,9 +330,12 @@ pub struct Commits {
     writer: String,
     keep: usize,
     parts: Mutex<HashMap<i32, Part>>,
+    /// With `--table-format delta`: finishing a record also commits its
+    /// files to each table's Delta log ([`super::delta`]).
+    delta: Option<Arc<DeltaTables>>,
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_micros(SystemTime::now()).to_string()
 }
 
@@ -342,7 +349,14 @@ impl Commits {
             writer: writer.to_owned(),
             keep: keep.max(1),
             parts: Mutex::new(HashMap::new()),
+            delta: None,
         }
+    }
+
+    /// Finishes records into Delta tables too.
+    pub fn with_delta(mut self, delta: Arc<DeltaTables>) -> Self {
+        self.delta = Some(delta);
+        self
     }
 
     pub fn warehouse(&self) -> &Arc<Warehouse> {
@@ -649,11 +663,34 @@ impl Commits {
     fn finish_all(&self, partition: i32, part: &Part) -> Result<(), CommitError> {
         let inflight = self.inflight(partition)?;
         let (starts, end) = part.walk();
+        // With Delta: how far each table has each chain's ranges.
+        let mut upto: HashMap<(String, u32), Option<i64>> = HashMap::new();
         for s in &starts {
             let r = &part.records[s];
-            if r.all_files()
-                .any(|f| inflight.iter().any(|(p, _)| *p == f.tmp))
+            let mut pending = r
+                .all_files()
+                .any(|f| inflight.iter().any(|(p, _)| *p == f.tmp));
+            if let Some(d) = &self.delta
+                && !pending
             {
+                let app = delta::app_id(&r.source, r.partition, r.chain);
+                for f in &r.files {
+                    let key = (f.table.clone(), r.chain);
+                    let v = match upto.get(&key) {
+                        Some(v) => *v,
+                        None => {
+                            let v = d.committed(&f.table, &app)?;
+                            upto.insert(key, v);
+                            v
+                        }
+                    };
+                    if v.is_none_or(|v| v < r.end) {
+                        pending = true;
+                        break;
+                    }
+                }
+            }
+            if pending {
                 self.finish(r)?;
             }
         }
@@ -735,9 +772,28 @@ impl Commits {
         }
     }
 
-    /// Moves the files of `record` that are still in progress. A file that
-    /// is gone from both names is reported, not retried.
+    /// Moves the files of `record` that are still in progress (a file that
+    /// is gone from both names is reported, not retried), then, with Delta,
+    /// commits them to their tables' logs.
     fn finish(&self, record: &CommitRecord) -> Result<(), CommitError> {
+        self.finish_known(record, &HashMap::new())
+    }
+
+    /// [`Commits::finish`], with the stats and schemas of files still in
+    /// memory.
+    fn finish_known(
+        &self,
+        record: &CommitRecord,
+        known: &HashMap<String, (String, arrow_schema::SchemaRef)>,
+    ) -> Result<(), CommitError> {
+        self.move_files(record)?;
+        if let Some(d) = &self.delta {
+            delta::finish_record(d, &self.wh, record, known)?;
+        }
+        Ok(())
+    }
+
+    fn move_files(&self, record: &CommitRecord) -> Result<(), CommitError> {
         for f in record.all_files() {
             match self.wh.rename(&f.tmp, &f.path)? {
                 Moved::Moved => {
@@ -987,7 +1043,19 @@ impl Commits {
             return Ok((CommitOutcome::Fenced, record));
         }
 
-        let finished = self.finish(&record);
+        let known: HashMap<String, (String, arrow_schema::SchemaRef)> = match &self.delta {
+            None => HashMap::new(),
+            Some(_) => files
+                .iter()
+                .filter_map(|f| {
+                    let described = delta::describe(&f.data)
+                        .map_err(|e| tracing::warn!(file = %f.path, "{e}"))
+                        .ok()?;
+                    Some((f.path.clone(), described))
+                })
+                .collect(),
+        };
+        let finished = self.finish_known(&record, &known);
         faults::abort_at("after_rename");
         let prune = {
             let mut parts = self.parts();

@@ -12,6 +12,7 @@
 
 pub mod commit;
 pub mod dedup;
+pub mod delta;
 pub mod metrics;
 pub mod recent;
 pub mod router;
@@ -57,6 +58,8 @@ pub enum Input {
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
     pub warehouse: String,
+    /// `hive` or `delta` ([`delta::TableFormat`]).
+    pub table_format: delta::TableFormat,
     pub limits: SinkLimits,
     pub plugin_wait: Duration,
     pub max_record_bytes: usize,
@@ -74,6 +77,7 @@ impl Default for WriterConfig {
     fn default() -> Self {
         WriterConfig {
             warehouse: "./warehouse".into(),
+            table_format: Default::default(),
             limits: SinkLimits {
                 flush_interval: Duration::from_secs(10),
                 max_file_rows: 1_000_000,
@@ -245,12 +249,14 @@ impl Writer {
             Input::Embedded(_) => "log".to_owned(),
             Input::Kafka(k) => k.topic.clone(),
         };
-        let commits = Arc::new(Commits::new(
-            wh.clone(),
-            &source_name,
-            &writer_id,
-            config.keep_records,
-        ));
+        delta::settle_format(&wh, config.table_format).map_err(|e| anyhow::anyhow!(e))?;
+        let mut commits = Commits::new(wh.clone(), &source_name, &writer_id, config.keep_records);
+        if config.table_format == delta::TableFormat::Delta {
+            let tables = delta::DeltaTables::open(&config.warehouse, config.warehouse_timeout)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            commits = commits.with_delta(Arc::new(tables));
+        }
+        let commits = Arc::new(commits);
         let pump_stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(Status::default());
         let taker = Taker {
@@ -339,7 +345,7 @@ impl Drop for Writer {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "writer".into())

@@ -125,7 +125,7 @@ pub struct Sink {
     pub times: SinkTimes,
 }
 
-fn properties() -> WriterProperties {
+pub(crate) fn properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("zstd level 1 is valid"),

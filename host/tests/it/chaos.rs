@@ -7,6 +7,15 @@ use std::path::Path;
 
 #[test]
 fn a_short_chaos_run_with_every_fault_loses_and_doubles_nothing() {
+    short_run("hive");
+}
+
+#[test]
+fn a_short_chaos_run_with_every_fault_loses_and_doubles_nothing_on_delta() {
+    short_run("delta");
+}
+
+fn short_run(table_format: &str) {
     let seed = std::env::var("EVENTSIFT_CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -26,6 +35,7 @@ fn a_short_chaos_run_with_every_fault_loses_and_doubles_nothing() {
             .parent()
             .unwrap()
             .into(),
+        table_format: table_format.to_owned(),
     };
     let report = eventsift_chaos::run(&params).unwrap();
     eprintln!("{report}");

@@ -10,9 +10,9 @@ use eventsift::transport::embedded::EmbeddedLog;
 use eventsift_test_artifacts as artifacts;
 
 use crate::support::*;
-use crate::writer::Proc;
+use crate::writer::{Format, Proc};
 
-fn start(plugins: &std::path::Path, data: &std::path::Path) -> Proc {
+fn start(plugins: &std::path::Path, data: &std::path::Path, format: Format) -> Proc {
     let wh = data.join("wh");
     Proc::start(
         &[
@@ -28,7 +28,7 @@ fn start(plugins: &std::path::Path, data: &std::path::Path) -> Proc {
             "--flush-interval",
             "500ms",
         ],
-        &[],
+        &format.env(),
     )
 }
 
@@ -76,13 +76,22 @@ fn load(base: &str, acked: Arc<Mutex<Vec<String>>>, run_for: Duration) {
 
 #[test]
 fn kill_9_loses_no_acknowledged_event() {
+    kill_9(Format::Hive);
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_event_on_delta() {
+    kill_9(Format::Delta);
+}
+
+fn kill_9(format: Format) {
     let plugins = tempfile::tempdir().unwrap();
     drop_in(plugins.path(), "sword.wasm", artifacts::SWORD, SETTLED);
     let data = tempfile::tempdir().unwrap();
     let acked = Arc::new(Mutex::new(Vec::new()));
 
     for round in 0..3 {
-        let mut daemon = start(plugins.path(), data.path());
+        let mut daemon = start(plugins.path(), data.path(), format);
         let killer = {
             let pid = daemon.pid();
             std::thread::spawn(move || {
@@ -96,7 +105,7 @@ fn kill_9_loses_no_acknowledged_event() {
     }
 
     // A clean run after the crashes: it serves and shuts down gracefully.
-    let mut daemon = start(plugins.path(), data.path());
+    let mut daemon = start(plugins.path(), data.path(), format);
     load(&daemon.base, acked.clone(), Duration::from_millis(300));
     let status = daemon.term();
     assert!(status.success(), "SIGTERM exits 0, got {status}");

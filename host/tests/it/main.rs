@@ -4,6 +4,7 @@
 mod api;
 mod chaos;
 mod crash;
+mod delta;
 mod deploy;
 mod exactly_once;
 mod ingest;

@@ -255,27 +255,12 @@ else:
     let want = format!("large,2\nsmall,2\n--\n{},6\n--\n", current_year());
     for engine in ["duckdb", "spark"] {
         let t0 = Instant::now();
-        let mut child = Command::new(&python)
-            .args(["-c", &script, engine])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ddls[engine].as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{engine}: {}\n{}",
-            stdout,
-            String::from_utf8_lossy(&out.stderr)
+        let stdout = python_with_input(
+            &python,
+            &format!("import sys; sys.argv.append({engine:?})\n{script}"),
+            &ddls[engine],
+            None,
+            engine,
         );
         assert_eq!(stdout, want, "{engine} answers differ from eventsift query");
         eprintln!("{engine} agreed in {:.1} s", t0.elapsed().as_secs_f64());

@@ -57,6 +57,10 @@ fn sword_days(log: &Path, day: &str, n: usize) {
 /// `serve` over `data` into `warehouse` until it has committed what the log
 /// holds (and, with `seed`, the seed's load sent through the API).
 fn serve_once(data: &Path, warehouse: &str, seed: bool, min_rows: f64) {
+    serve_once_with(data, warehouse, seed, min_rows, &[]);
+}
+
+fn serve_once_with(data: &Path, warehouse: &str, seed: bool, min_rows: f64, env: &[(&str, &str)]) {
     let plugins = plugin_dir(SEED_PLUGINS);
     let mut p = Proc::start(
         &[
@@ -72,7 +76,7 @@ fn serve_once(data: &Path, warehouse: &str, seed: bool, min_rows: f64) {
             "--flush-interval",
             "300ms",
         ],
-        &[],
+        env,
     );
     if seed {
         post_all(&p.base, seed_requests());
@@ -169,6 +173,75 @@ fn trino_reads(warehouse: &str) {
         q("SELECT count(*) FROM sword_purchases"),
         [["1660".to_owned()]]
     );
+}
+
+/// The Delta tables of a warehouse registered in Trino's Delta Lake
+/// connector by the statements `ddl --dialect trino` prints, answering the
+/// seed's queries; a new day appears without any statement.
+fn trino_reads_delta(warehouse: &str) {
+    let delta = [("EVENTSIFT_TABLE_FORMAT", "delta")];
+    let data = tempfile::tempdir().unwrap();
+    sword_days(&data.path().join("log"), "2026-11-20", 30);
+    serve_once_with(data.path(), warehouse, true, 30.0, &delta);
+    let (code, ddl, err) = eventsift(&["ddl", "--warehouse", warehouse, "--dialect", "trino"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(ddl.contains("connector.name=delta_lake"), "{ddl}");
+    // A schema of its own per run (registered tables keep their names).
+    let schema = format!("d{}", uuid::Uuid::now_v7().simple());
+    let ddl = ddl
+        .replace("delta.default", &format!("delta.{schema}"))
+        .replace(
+            "schema_name => 'default'",
+            &format!("schema_name => '{schema}'"),
+        );
+    for statement in statements(&ddl) {
+        q(&statement);
+    }
+    let t = |name: &str| format!("delta.{schema}.{name}");
+    let mut horses = q(&format!(
+        "SELECT\n  size AS horse_size,\n  SUM(CAST(quantity as INTEGER)) AS num_horses\nFROM {}\nGROUP BY 1",
+        t("horse_purchases")
+    ));
+    horses.sort();
+    assert_eq!(
+        horses,
+        [["large", "600"], ["medium", "1100"], ["small", "800"]]
+            .map(|r| r.map(str::to_owned))
+            .to_vec()
+    );
+    assert_eq!(
+        q(&format!("SELECT count(*) FROM {}", t("sword_purchases"))),
+        [["1640".to_owned()]]
+    );
+    let years = q(&format!(
+        "SELECT year(timestamp), sum(quantity) FROM {} GROUP BY 1",
+        t("sword_purchases")
+    ));
+    assert_eq!(years.len(), 1);
+    assert_eq!(years[0][1], "2160");
+    sword_days(&data.path().join("log"), "2026-11-25", 20);
+    serve_once_with(data.path(), warehouse, false, 20.0, &delta);
+    assert_eq!(
+        q(&format!(
+            "SELECT count(*) FROM {} WHERE dt = '2026-11-25'",
+            t("sword_purchases")
+        )),
+        [["20".to_owned()]]
+    );
+    // Compacted: the same answers from fewer files.
+    let (code, out, err) = eventsift(&["compact", "--warehouse", warehouse, "--older-than", "0s"]);
+    assert_eq!(code, 0, "{err}: {out}");
+    assert_eq!(
+        q(&format!("SELECT count(*) FROM {}", t("sword_purchases"))),
+        [["1660".to_owned()]]
+    );
+}
+
+#[test]
+fn trino_reads_delta_tables_as_registered_local_then_hdfs() {
+    let local = tempfile::tempdir().unwrap();
+    trino_reads_delta(s(local.path()));
+    trino_reads_delta(&hdfs_warehouse());
 }
 
 #[test]

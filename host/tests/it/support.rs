@@ -107,3 +107,38 @@ pub fn output_text(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Runs `python -c script` with `input` on its stdin (in `dir`, if given);
+/// its stdout, after asserting it succeeded (`what` names it).
+pub fn python_with_input(
+    python: &str,
+    script: &str,
+    input: &str,
+    dir: Option<&Path>,
+    what: &str,
+) -> String {
+    use std::io::Write;
+    let mut cmd = std::process::Command::new(python);
+    cmd.args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

@@ -307,8 +307,11 @@ pub struct Tables {
 }
 
 impl Tables {
+    /// Reads the committed files: in a Delta table, those its log's latest
+    /// version names; otherwise every file in the `dt=` folders.
     pub fn read(wh: &Warehouse) -> Tables {
         let mut t = Tables::default();
+        let mut live: HashMap<String, Option<HashSet<String>>> = HashMap::new();
         for (path, _) in wh.walk("").unwrap() {
             if path
                 .split('/')
@@ -318,6 +321,14 @@ impl Tables {
             }
             assert!(path.ends_with(".parquet"), "unexpected file {path}");
             let table = path.split('/').next().unwrap().to_owned();
+            let delta = live
+                .entry(table.clone())
+                .or_insert_with(|| delta_files(wh, &table));
+            if let Some(files) = delta
+                && !files.contains(&path[table.len() + 1..])
+            {
+                continue;
+            }
             let data = bytes::Bytes::from(wh.read(&path).unwrap());
             let reader = ParquetRecordBatchReaderBuilder::try_new(data)
                 .unwrap()
@@ -345,6 +356,8 @@ impl Tables {
                 out.extend(std::iter::repeat_n(String::new(), b.num_rows()));
                 continue;
             };
+            // Files delta-rs rewrote (a delete) hold string views.
+            let col = datafusion::arrow::compute::cast(col, &arrow_schema::DataType::Utf8).unwrap();
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
                 out.push(if col.is_null(i) {
@@ -408,6 +421,12 @@ impl Tables {
         }
         out
     }
+}
+
+/// The files of Delta table `table`'s latest version (relative to the
+/// table), or `None` when it is not a Delta table.
+pub(crate) fn delta_files(wh: &Warehouse, table: &str) -> Option<HashSet<String>> {
+    eventsift::writer::delta::live_files(wh, table).unwrap()
 }
 
 /// Polls the warehouse until `done` holds (at most `timeout`).
@@ -809,27 +828,61 @@ pub(crate) fn commit_records(wh: &Warehouse) -> Vec<CommitRecord> {
 
 #[test]
 fn each_commit_failpoint_recovers_exactly_once_on_hdfs() {
-    failpoints(&hdfs_warehouse());
+    failpoints(&hdfs_warehouse(), Format::Hive);
 }
 
 #[test]
 fn each_commit_failpoint_recovers_exactly_once_on_local_disk() {
     let wh = tempfile::tempdir().unwrap();
-    failpoints(s(wh.path()));
+    failpoints(s(wh.path()), Format::Hive);
 }
 
-fn failpoints(warehouse: &str) {
+#[test]
+fn each_commit_failpoint_recovers_exactly_once_on_delta_on_hdfs() {
+    failpoints(&hdfs_warehouse(), Format::Delta);
+}
+
+#[test]
+fn each_commit_failpoint_recovers_exactly_once_on_delta_on_local_disk() {
+    let wh = tempfile::tempdir().unwrap();
+    failpoints(s(wh.path()), Format::Delta);
+}
+
+/// The table format a test's writers use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Hive,
+    Delta,
+}
+
+impl Format {
+    /// The environment a daemon of this format gets.
+    pub(crate) fn env(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Format::Hive => vec![],
+            Format::Delta => vec![("EVENTSIFT_TABLE_FORMAT", "delta")],
+        }
+    }
+}
+
+fn failpoints(warehouse: &str, format: Format) {
     let warehouse = warehouse.to_owned();
     let topic = create_topic(4);
     let group = unique("g");
     let plugins = plugin_dir(&["sword.wasm"]);
     let data = tempfile::tempdir().unwrap();
     let mut acked = Vec::new();
-    for failpoint in ["after_tmp", "after_record", "after_rename"] {
+    let mut points = vec!["after_tmp", "after_record", "after_rename"];
+    if format == Format::Delta {
+        points.push("after_delta_table");
+    }
+    for failpoint in points {
         acked.extend(produce_swords(&topic, 3000, None));
+        let mut env = format.env();
+        env.push(("EVENTSIFT_FAILPOINT", failpoint));
         let mut w = Proc::start(
             &writer_args(&topic, &group, &warehouse, plugins.path(), data.path()),
-            &[("EVENTSIFT_FAILPOINT", failpoint)],
+            &env,
         );
         let status = w
             .wait(Duration::from_secs(60))
@@ -844,7 +897,7 @@ fn failpoints(warehouse: &str) {
     }
     let mut w = Proc::start(
         &writer_args(&topic, &group, &warehouse, plugins.path(), data.path()),
-        &[],
+        &format.env(),
     );
     let wh = Warehouse::open(&warehouse).unwrap();
     let t = wait_tables(&wh, "every event", Duration::from_secs(90), |t| {
@@ -892,16 +945,27 @@ impl Rng {
 
 #[test]
 fn kill_9_at_random_moments_while_200k_events_flow_exactly_once_on_hdfs() {
-    random_kills(&hdfs_warehouse());
+    random_kills(&hdfs_warehouse(), Format::Hive);
 }
 
 #[test]
 fn kill_9_at_random_moments_while_200k_events_flow_exactly_once_on_local_disk() {
     let wh = tempfile::tempdir().unwrap();
-    random_kills(s(wh.path()));
+    random_kills(s(wh.path()), Format::Hive);
 }
 
-fn random_kills(warehouse: &str) {
+#[test]
+fn kill_9_at_random_moments_while_200k_events_flow_exactly_once_on_delta_on_hdfs() {
+    random_kills(&hdfs_warehouse(), Format::Delta);
+}
+
+#[test]
+fn kill_9_at_random_moments_while_200k_events_flow_exactly_once_on_delta_on_local_disk() {
+    let wh = tempfile::tempdir().unwrap();
+    random_kills(s(wh.path()), Format::Delta);
+}
+
+fn random_kills(warehouse: &str, format: Format) {
     let warehouse = warehouse.to_owned();
     let topic = create_topic(4);
     let group = unique("g");
@@ -914,12 +978,12 @@ fn random_kills(warehouse: &str) {
     let mut rng = Rng::new();
     let args = writer_args(&topic, &group, &warehouse, plugins.path(), data.path());
     for _ in 0..5 {
-        let mut w = Proc::start(&args, &[]);
+        let mut w = Proc::start(&args, &format.env());
         std::thread::sleep(Duration::from_millis(1000 + rng.below(4000)));
         w.kill9();
     }
     let acked = producer.join().unwrap();
-    let mut w = Proc::start(&args, &[]);
+    let mut w = Proc::start(&args, &format.env());
     let wh = Warehouse::open(&warehouse).unwrap();
     let t = wait_tables(&wh, "200,000 events", Duration::from_secs(240), |t| {
         t.rows("sword_purchases") >= acked.len()
@@ -930,6 +994,17 @@ fn random_kills(warehouse: &str) {
 
 #[test]
 fn two_writers_in_one_group_one_stopped_mid_run_exactly_once() {
+    two_writers(Format::Hive);
+}
+
+/// Two writers commit to the same Delta tables at once: their commits race
+/// on each table's log (different app ids: both land).
+#[test]
+fn two_writers_in_one_group_one_stopped_mid_run_exactly_once_on_delta() {
+    two_writers(Format::Delta);
+}
+
+fn two_writers(format: Format) {
     let topic = create_topic(4);
     let group = unique("g");
     let wh_dir = tempfile::tempdir().unwrap();
@@ -942,11 +1017,11 @@ fn two_writers_in_one_group_one_stopped_mid_run_exactly_once() {
     };
     let mut a = Proc::start(
         &writer_args(&topic, &group, &warehouse, plugins.path(), da.path()),
-        &[],
+        &format.env(),
     );
     let mut b = Proc::start(
         &writer_args(&topic, &group, &warehouse, plugins.path(), db.path()),
-        &[],
+        &format.env(),
     );
     let wh = Warehouse::open(&warehouse).unwrap();
     // Both own partitions and commit before b stops.

@@ -59,6 +59,8 @@ pub struct Params {
     pub binary: PathBuf,
     /// The workspace root (the services' poms and jar cache).
     pub root: PathBuf,
+    /// The writers' `--table-format` (`hive` or `delta`).
+    pub table_format: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -393,11 +395,28 @@ struct Row {
 fn read_rows(wh: &Warehouse) -> Result<(Vec<Row>, u64)> {
     let mut rows = Vec::new();
     let mut rejected = 0u64;
+    // Delta tables: only the files of the latest version count.
+    let mut live: std::collections::HashMap<String, Option<std::collections::HashSet<String>>> =
+        Default::default();
     for (path, _) in wh.walk("")? {
         if path
             .split('/')
             .any(|c| c.starts_with('_') || c.starts_with('.'))
             || !path.ends_with(".parquet")
+        {
+            continue;
+        }
+        let table = path.split('/').next().unwrap_or("").to_owned();
+        let files = match live.get(&table) {
+            Some(f) => f,
+            None => {
+                let f = eventsift::writer::delta::live_files(wh, &table)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                live.entry(table.clone()).or_insert(f)
+            }
+        };
+        if let Some(files) = files
+            && !files.contains(&path[table.len() + 1..])
         {
             continue;
         }
@@ -593,6 +612,8 @@ pub fn run(params: &Params) -> Result<Report> {
             "16",
             "--warehouse-timeout",
             "5s",
+            "--table-format",
+            &params.table_format,
         ]
         .map(str::to_owned)
         .to_vec()

@@ -134,7 +134,11 @@ pub fn python_env() -> Result<PathBuf> {
     let python = dir.join("bin").join("python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import duckdb, pyspark, schemathesis"])
+            .args([
+                "-c",
+                "import duckdb, duckdb_ext, pyspark, pyarrow, schemathesis, deltalake; \
+                 assert duckdb.__version__ == '1.4.4'",
+            ])
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -143,7 +147,7 @@ pub fn python_env() -> Result<PathBuf> {
         return Ok(python);
     }
     eprintln!(
-        "python: creating {} with duckdb, pyspark and schemathesis from PyPI",
+        "python: creating {} with duckdb (and its delta extension), pyspark, schemathesis and deltalake from PyPI",
         dir.display()
     );
     let status = Command::new("python3")
@@ -158,15 +162,20 @@ pub fn python_env() -> Result<PathBuf> {
             "pip",
             "install",
             "-q",
-            "duckdb>=1.1,<2",
+            // DuckDB reads Delta offline through this unofficial PyPI
+            // repackaging of its delta extension, made for 1.4.4.
+            "duckdb==1.4.4",
+            "duckdb-ext-delta==1.4.4.20260205",
             "pyspark>=3.5,<3.6",
             "schemathesis==4.32.5",
+            "deltalake==1.6.6",
+            "pyarrow==26.0.1",
         ])
         .status()
         .context("running pip")?;
     anyhow::ensure!(
         status.success() && ready(&python),
-        "pip install duckdb pyspark schemathesis failed"
+        "pip install duckdb pyspark schemathesis deltalake failed"
     );
     Ok(python)
 }
@@ -396,7 +405,8 @@ fn trino_etc(paths: &Paths, port: u16) -> Result<PathBuf> {
     fs::write(
         catalog.join("delta.properties"),
         format!(
-            "connector.name=delta_lake\nhive.metastore=file\nhive.metastore.catalog.dir=local://{}\n\
+            "connector.name=delta_lake\ndelta.register-table-procedure.enabled=true\n\
+             hive.metastore=file\nhive.metastore.catalog.dir=local://{}\n\
              {file_systems}",
             metastore.join("delta").display()
         ),

@@ -1,4 +1,5 @@
-//! `eventsift-chaos [--seed N] [--events N (1000000)] [--rounds N (2)] --binary PATH --root DIR`:
+//! `eventsift-chaos [--seed N] [--events N (1000000)] [--rounds N (2)] [--table-format hive|delta]
+//! --binary PATH --root DIR`:
 //! one chaos run (see the library docs); prints its table and exits 1 when
 //! a promise broke. `cargo xtask chaos` builds the binary and runs this.
 
@@ -9,6 +10,7 @@ fn main() -> ExitCode {
     let mut seed = None;
     let mut events = 1_000_000u64;
     let mut rounds = 2usize;
+    let mut table_format = "hive".to_owned();
     let mut binary = None;
     let mut root = None;
     let mut args = std::env::args().skip(1);
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
             "--rounds" => rounds = value().parse().unwrap_or(rounds),
             "--binary" => binary = Some(PathBuf::from(value())),
             "--root" => root = Some(PathBuf::from(value())),
+            "--table-format" => table_format = value(),
             other => {
                 eprintln!("unknown argument {other}");
                 return ExitCode::from(2);
@@ -28,7 +31,8 @@ fn main() -> ExitCode {
     }
     let (Some(binary), Some(root)) = (binary, root) else {
         eprintln!(
-            "usage: eventsift-chaos [--seed N] [--events N] [--rounds N] --binary PATH --root DIR"
+            "usage: eventsift-chaos [--seed N] [--events N] [--rounds N] [--table-format hive|delta] \
+             --binary PATH --root DIR"
         );
         return ExitCode::from(2);
     };
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         rounds,
         binary,
         root,
+        table_format,
     };
     match eventsift_chaos::run(&params) {
         Ok(report) => {
