@@ -58,8 +58,9 @@ pub struct CompactReport {
 }
 
 struct Candidate {
-    add: Add,
+    /// What removing the file commits (its path included).
     remove: Remove,
+    size: u64,
     day: String,
 }
 
@@ -102,27 +103,19 @@ async fn compact_table(
             .flatten()
             .unwrap_or_default();
         by_day.entry(day.clone()).or_default().push(Candidate {
-            add: Add {
-                path: f.path().to_string(),
-                partition_values: f.partition_values_map(),
-                size: f.size(),
-                modification_time: f.modification_time(),
-                data_change: true,
-                stats: f.stats(),
-                ..Default::default()
-            },
             remove: f.remove_action(false),
+            size: f.size().max(0) as u64,
             day,
         });
     }
     let schema = table_schema(&table)?;
     let mut bins: Vec<Vec<Candidate>> = Vec::new();
     for (_, mut files) in by_day {
-        files.sort_by(|a, b| a.add.path.cmp(&b.add.path));
+        files.sort_by(|a, b| a.remove.path.cmp(&b.remove.path));
         let mut bin: Vec<Candidate> = Vec::new();
         let mut size = 0u64;
         for f in files {
-            let s = f.add.size.max(0) as u64;
+            let s = f.size;
             if !bin.is_empty() && size + s > opts.target_size {
                 bins.push(std::mem::take(&mut bin));
                 size = 0;
@@ -210,7 +203,7 @@ async fn rewrite(
     .map_err(err)?;
     let mut rows_in = 0u64;
     for c in &bin {
-        let path = StorePath::parse(&c.add.path).map_err(err)?;
+        let path = StorePath::parse(&c.remove.path).map_err(err)?;
         let bytes: Bytes = store
             .get(&path)
             .await

@@ -59,10 +59,7 @@ pub(crate) async fn tables(
     location: &str,
     only: Option<&str>,
 ) -> Result<Vec<(String, DeltaTable)>> {
-    delta::register_handlers();
-    let root = delta::root_url(location).map_err(LakeError)?;
-    let probe = DeltaTable::try_from_url(root.clone()).await.map_err(err)?;
-    let store = probe.log_store().object_store(None);
+    let (root, store) = root_store(location).await?;
     let listing = store.list_with_delimiter(None).await.map_err(err)?;
     let mut names = crate::query::table_names(&listing);
     if let Some(t) = only {
@@ -103,12 +100,18 @@ pub(crate) fn live_files(table: &DeltaTable) -> Result<(usize, u64)> {
         .fold((0, 0), |(n, b), f| (n + 1, b + f.size().max(0) as u64)))
 }
 
-/// Writes `entry` under `_eventsift/audit/` (a new file each time).
-pub(crate) async fn audit(location: &str, kind: &str, entry: &serde_json::Value) -> Result<String> {
+/// The warehouse root's URL and an object store rooted there (local or
+/// HDFS, as delta-rs resolves it).
+async fn root_store(location: &str) -> Result<(url::Url, std::sync::Arc<dyn ObjectStore>)> {
     delta::register_handlers();
     let root = delta::root_url(location).map_err(LakeError)?;
-    let probe = DeltaTable::try_from_url(root).await.map_err(err)?;
-    let store = probe.log_store().object_store(None);
+    let probe = DeltaTable::try_from_url(root.clone()).await.map_err(err)?;
+    Ok((root, probe.log_store().object_store(None)))
+}
+
+/// Writes `entry` under `_eventsift/audit/` (a new file each time).
+pub(crate) async fn audit(location: &str, kind: &str, entry: &serde_json::Value) -> Result<String> {
+    let (_, store) = root_store(location).await?;
     let name = format!(
         "{META_DIR}/audit/{}-{kind}-{}.json",
         humantime::format_rfc3339_seconds(std::time::SystemTime::now())

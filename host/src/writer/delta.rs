@@ -499,7 +499,7 @@ impl DeltaTables {
         end: i64,
         files: &[FileAdd],
     ) -> Result<bool, DeltaError> {
-        let mut t = match self.latest(table).await? {
+        let t = match self.latest(table).await? {
             Some(t) => t,
             None => {
                 let schema = widened(table, None, files)?
@@ -576,9 +576,8 @@ impl DeltaTables {
             .await;
         match result {
             Ok(_) => {
-                t.update_incremental(None)
-                    .await
-                    .map_err(|e| table_err(table, e))?;
+                // Kept one version behind: the next `latest` reads the log
+                // incrementally anyway.
                 self.tables.lock().unwrap().insert(table.to_owned(), t);
                 Ok(true)
             }
