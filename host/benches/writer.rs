@@ -39,7 +39,11 @@
 //! reports files, bytes and time before and after, and the rows a reader
 //! counts.
 //!
-//! Needs a broker for `throughput` (`cargo xtask kafka start`;
+//! `cargo bench -p eventsift --bench writer -- prefill [--events N] [--topic T]`
+//! fills a 4-partition topic with N of the seed's envelopes (kept when it
+//! already holds N): bench/classic/run.sh drains it with both stacks.
+//!
+//! Needs a broker for `throughput` and `prefill` (`cargo xtask kafka start`;
 //! `EVENTSIFT_BENCH_KAFKA`, default 127.0.0.1:9092).
 
 use std::collections::{HashMap, HashSet};
@@ -101,8 +105,17 @@ fn main() {
         let runs: usize = arg("--runs").and_then(|s| s.parse().ok()).unwrap_or(3);
         let with_delta = args.iter().any(|a| a == "--with-delta");
         throughput(events, runs, arg("--hdfs"), with_dedup, with_delta);
+    } else if args.iter().any(|a| a == "prefill") {
+        let brokers = std::env::var("EVENTSIFT_BENCH_KAFKA").unwrap_or("127.0.0.1:9092".into());
+        let events: usize = arg("--events")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500_000);
+        let topic = arg("--topic").unwrap_or_else(|| format!("eventsift-bench-seedmix-{events}"));
+        prefill(&brokers, &topic, events, false);
     } else {
-        eprintln!("usage: writer -- throughput|freshness|memory [options] (see the file's docs)");
+        eprintln!(
+            "usage: writer -- throughput|freshness|memory|lake|dedup|prefill [options] (see the file's docs)"
+        );
     }
 }
 
@@ -450,6 +463,7 @@ fn throughput(
                 topic: topic.to_string(),
                 group,
                 options: Default::default(),
+                assign: None,
             }),
             registry.clone(),
         )

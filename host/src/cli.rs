@@ -196,6 +196,14 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Writer: read every partition of the topic up to its end as the
+    /// writer starts, commit, and exit 0 (a drain, like Spark's
+    /// `trigger(availableNow)`). A drain takes all partitions itself, without
+    /// joining the consumer group: run it while no group writer runs (one that
+    /// does races it for the same ranges and is fenced by the warehouse commit).
+    #[arg(long)]
+    #[serde(skip)]
+    pub exit_at_end: bool,
     /// Public listen address: event routes and health [default:
     /// 0.0.0.0:5000]. For `writer`, the old name of --admin-listen.
     #[arg(long)]
@@ -560,7 +568,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            writer_only(config)
+            writer_only(config, args.exit_at_end)
         }
         Command::Query { wh, format, sql } => query(&wh.warehouse, format, sql.as_deref()),
         Command::Tables { wh } => tables(&wh.warehouse),
@@ -761,9 +769,27 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
 }
 
 /// Runs the writer alone until SIGTERM/SIGINT, with its admin listener.
-fn writer_only(config: Config) -> Result<ExitCode> {
+fn writer_only(config: Config, exit_at_end: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        let source = crate::writer::source::KafkaSourceConfig {
+            brokers: config.kafka.clone().unwrap_or_default(),
+            topic: config.topic.clone(),
+            group: config.group.clone(),
+            options: config.kafka_consumer.clone(),
+            assign: None,
+        };
+        // A drain's ends are read first: what arrives later waits for the next run.
+        let ends = if exit_at_end {
+            let ends =
+                tokio::task::spawn_blocking(move || crate::writer::source::end_offsets(&source))
+                    .await?
+                    .context("reading the topic's end offsets (--exit-at-end)")?;
+            tracing::info!("draining up to the end offsets {ends:?}, then exiting");
+            Some(ends)
+        } else {
+            None
+        };
         let c = config.clone();
         // The writer admits versions against the warehouse before writing
         // (their events go to rejected_events); at load it checks only who
@@ -773,8 +799,15 @@ fn writer_only(config: Config) -> Result<ExitCode> {
         })
         .await??;
         let (c, r) = (config.clone(), plugins.registry.clone());
+        // A drain takes every partition itself: no group join to wait for.
+        let assign = ends.as_ref().map(|e| {
+            let mut ps: Vec<i32> = e.keys().copied().collect();
+            ps.sort_unstable();
+            ps
+        });
         let started =
-            tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r)).await??;
+            tokio::task::spawn_blocking(move || crate::daemon::start_writer_kafka(&c, r, assign))
+                .await??;
         let http = crate::daemon::start_admin(
             &config,
             crate::admin::Role::Writer,
@@ -790,11 +823,43 @@ fn writer_only(config: Config) -> Result<ExitCode> {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         };
+        let drained = async {
+            let Some(ends) = &ends else {
+                return std::future::pending().await;
+            };
+            loop {
+                if let Some((p, why)) = started
+                    .status
+                    .stopped
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .next()
+                {
+                    return Err(format!("partition {p} cannot be drained: {why}"));
+                }
+                if crate::writer::drained(&started.status, ends) {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
         let code = tokio::select! {
             () = crate::daemon::shutdown_signal() => {
                 tracing::info!("shutting down");
                 ExitCode::SUCCESS
             }
+            d = drained => match d {
+                Ok(()) => {
+                    tracing::info!("every partition routed up to its end: committing and exiting");
+                    ExitCode::SUCCESS
+                }
+                Err(why) => {
+                    tracing::error!("{why}");
+                    eprintln!("error: {why}");
+                    ExitCode::FAILURE
+                }
+            },
             () = died => {
                 tracing::error!("the writer stopped: exiting, so that a supervisor restarts it");
                 eprintln!("error: the writer stopped");
@@ -803,7 +868,9 @@ fn writer_only(config: Config) -> Result<ExitCode> {
         };
         let _ = crate::admin::notify::send("STOPPING=1");
         let stopped = tokio::task::spawn_blocking(move || started.stop()).await?;
+        tracing::debug!("writer joined; stopping the admin listener");
         http.stop().await;
+        tracing::debug!("admin listener stopped");
         match stopped {
             Ok(()) => Ok::<_, anyhow::Error>(code),
             Err(e) => {

@@ -215,12 +215,17 @@ pub fn start_writer(
             Input::Embedded(log.clone()),
             registry,
         ),
-        AnyTransport::Kafka(_) => start_writer_kafka(config, registry),
+        AnyTransport::Kafka(_) => start_writer_kafka(config, registry, None),
     }
 }
 
-/// Starts a writer on Kafka (`config.kafka` must be set).
-pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Writer> {
+/// Starts a writer on Kafka (`config.kafka` must be set): in the consumer
+/// group, or on the partitions `assign` names.
+pub fn start_writer_kafka(
+    config: &Config,
+    registry: Arc<Registry>,
+    assign: Option<Vec<i32>>,
+) -> Result<Writer> {
     let brokers = config
         .kafka
         .clone()
@@ -232,6 +237,7 @@ pub fn start_writer_kafka(config: &Config, registry: Arc<Registry>) -> Result<Wr
             topic: config.topic.clone(),
             group: config.group.clone(),
             options: config.kafka_consumer.clone(),
+            assign,
         }),
         registry,
     )

@@ -19,6 +19,9 @@ const IDLE_POLL: Duration = Duration::from_secs(2);
 /// A running watcher; stops when dropped.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Wakes the thread (a change, or the stop): dropping the watcher must
+    /// not wait out an idle poll.
+    wake: mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -29,10 +32,11 @@ impl Watcher {
         let first = registry.sync();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let (wake, rx) = mpsc::channel();
+        let tx = wake.clone();
         let thread = std::thread::Builder::new()
             .name("plugin-watcher".into())
             .spawn(move || {
-                let (tx, rx) = mpsc::channel();
                 let mut watcher =
                     notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
                         // Only changes matter: reacting to access events would let
@@ -55,14 +59,15 @@ impl Watcher {
                     }
                     let wait = if pending { SETTLE_POLL } else { IDLE_POLL };
                     match rx.recv_timeout(wait) {
+                        Ok(()) if stopped.load(Ordering::Relaxed) => break,
                         Ok(()) => {
                             // Let a burst of changes (a copy in progress) settle.
                             std::thread::sleep(SETTLE_POLL / 2);
                             while rx.try_recv().is_ok() {}
                         }
+                        // Without a notify watcher this is the poll.
                         Err(mpsc::RecvTimeoutError::Timeout) => {}
-                        // No watcher: poll.
-                        Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(wait),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
                     }
                     if stopped.load(Ordering::Relaxed) {
                         break;
@@ -75,6 +80,7 @@ impl Watcher {
             })?;
         Ok(Watcher {
             stop,
+            wake,
             thread: Some(thread),
         })
     }
@@ -83,6 +89,7 @@ impl Watcher {
 impl Drop for Watcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.send(());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -3,10 +3,22 @@
 //! librdkafka queue is bounded, so a full queue fails fast instead of
 //! growing, and a broker that does not answer makes publishes time out
 //! after [`KafkaConfig::ack_timeout`].
+//!
+//! **Two producers, chosen by what is in flight.** librdkafka's `linger.ms`
+//! is fixed per producer: 5 ms batches halve the broker's and the API's CPU
+//! per event under heavy load, but every reply waits for its batch, so 64
+//! closed-loop clients cannot pass ~10 k req/s. A publish that finds fewer
+//! than [`PROMPT_BELOW`] publishes in flight goes through a second producer
+//! with `linger.ms=0` (sent at once; batches still form behind the in-flight
+//! requests); one that finds more goes through the 5 ms one. Each producer
+//! is idempotent with `acks=all`; concurrent publishes were never ordered
+//! against each other, and a client's next request starts after its reply.
+//! A user who sets `linger.ms` in `[kafka_producer]` gets one producer with
+//! that linger. The queue bound (256 MiB) is split between the two.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
@@ -81,8 +93,28 @@ fn forbidden_producer_option(key: &str, value: &str) -> Option<&'static str> {
     }
 }
 
+/// Publishes in flight below which a publish takes the prompt producer
+/// (`linger.ms=0`). Measured in docs/BENCHMARKS.md ("HTTP: linger and what
+/// is in flight"): 64 connections stay below it, 512 stay above.
+pub const PROMPT_BELOW: usize = 128;
+
+/// Counts one publish (or one `publish_many` call's records) in flight
+/// until dropped.
+struct InFlight<'a>(&'a AtomicUsize, usize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
+    }
+}
+
 pub struct KafkaTransport {
+    /// `linger.ms=5`: batches under load.
     producer: FutureProducer,
+    /// `linger.ms=0`, while fewer than [`PROMPT_BELOW`] publishes are in
+    /// flight; None when the user set `linger.ms`.
+    prompt: Option<FutureProducer>,
+    in_flight: AtomicUsize,
     topic: String,
     ack_timeout: Duration,
     /// Whether the last metadata request (every 2 s, on a thread of its
@@ -129,6 +161,16 @@ impl KafkaTransport {
             &config.options,
             forbidden_producer_option,
         )?;
+        let prompt = if config.options.contains_key("linger.ms") {
+            None
+        } else {
+            let mut prompt = client.clone();
+            prompt
+                .set("linger.ms", "0")
+                .set("queue.buffering.max.kbytes", "65536");
+            client.set("queue.buffering.max.kbytes", "196608");
+            Some(prompt.create::<FutureProducer>()?)
+        };
         let producer: FutureProducer = client.create()?;
         let reachable = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,6 +196,8 @@ impl KafkaTransport {
         }
         Ok(KafkaTransport {
             producer,
+            prompt,
+            in_flight: AtomicUsize::new(0),
             topic: config.topic.clone(),
             ack_timeout: config.ack_timeout,
             reachable,
@@ -164,14 +208,24 @@ impl KafkaTransport {
     pub fn topic(&self) -> &str {
         &self.topic
     }
+
+    /// Counts `n` records in flight and picks their producer.
+    fn enter(&self, n: usize) -> (&FutureProducer, InFlight<'_>) {
+        let before = self.in_flight.fetch_add(n, Ordering::Relaxed);
+        let producer = match &self.prompt {
+            Some(prompt) if before + n <= PROMPT_BELOW => prompt,
+            _ => &self.producer,
+        };
+        (producer, InFlight(&self.in_flight, n))
+    }
 }
 
 impl Transport for KafkaTransport {
     async fn publish(&self, key: &[u8], payload: Vec<u8>) -> Result<Position, PublishError> {
         let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
+        let (producer, _in_flight) = self.enter(1);
         // Timeout::Never on enqueue would wait for room; zero fails fast.
-        let delivery = self
-            .producer
+        let delivery = producer
             .send_result(record)
             .map_err(|(e, _)| classify(e, payload.len(), self.ack_timeout))?;
         // Our own bound too: `message.timeout.ms` does not cover a record
@@ -201,9 +255,10 @@ impl Transport for KafkaTransport {
         let mut out: Vec<Option<Result<Position, PublishError>>> =
             (0..records.len()).map(|_| None).collect();
         let waiting = futures::stream::FuturesUnordered::new();
+        let (producer, _in_flight) = self.enter(records.len());
         for (i, (key, payload)) in records.iter().enumerate() {
             let record = FutureRecord::to(&self.topic).key(*key).payload(payload);
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => waiting.push(async move { (i, delivery.await) }),
                 Err((e, _)) => out[i] = Some(Err(classify(e, payload.len(), self.ack_timeout))),
             }
@@ -239,8 +294,19 @@ impl Transport for KafkaTransport {
     }
 
     async fn flush(&self, timeout: Duration) {
-        let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(timeout))).await;
+        let producers: Vec<FutureProducer> = std::iter::once(&self.producer)
+            .chain(&self.prompt)
+            .cloned()
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            for p in producers {
+                let _ = p.flush(Timeout::After(
+                    deadline.saturating_duration_since(std::time::Instant::now()),
+                ));
+            }
+        })
+        .await;
     }
 
     fn name(&self) -> &'static str {
@@ -274,6 +340,50 @@ mod tests {
             (Err(e), Err(want)) => assert_eq!(e.to_string(), want),
             (got, want) => panic!("{key}={value}: got {:?}, want {want:?}", got.err()),
         }
+    }
+
+    fn transport(options: &[(&str, &str)]) -> KafkaTransport {
+        KafkaTransport::new(&KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            ack_timeout: Duration::from_secs(1),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn few_publishes_in_flight_take_the_prompt_producer() {
+        let t = transport(&[]);
+        let prompt = t.prompt.as_ref().unwrap();
+        let (p, first) = t.enter(1);
+        assert!(std::ptr::eq(p, prompt));
+        let held: Vec<_> = (1..PROMPT_BELOW).map(|_| t.enter(1).1).collect();
+        assert_eq!(t.in_flight.load(Ordering::Relaxed), PROMPT_BELOW);
+        // The 129th in flight batches.
+        let (p, _) = t.enter(1);
+        assert!(std::ptr::eq(p, &t.producer));
+        drop((first, held));
+        assert_eq!(t.in_flight.load(Ordering::Relaxed), 0);
+        // A batch larger than the threshold batches even when alone.
+        let (p, _batch) = t.enter(PROMPT_BELOW + 1);
+        assert!(std::ptr::eq(p, &t.producer));
+        let (p, _) = t.enter(1);
+        assert!(
+            std::ptr::eq(p, &t.producer),
+            "the batch above is still in flight"
+        );
+    }
+
+    #[test]
+    fn a_user_linger_means_one_producer() {
+        let t = transport(&[("linger.ms", "2")]);
+        assert!(t.prompt.is_none());
+        let (p, _) = t.enter(1);
+        assert!(std::ptr::eq(p, &t.producer));
     }
 
     #[test]

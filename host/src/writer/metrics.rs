@@ -61,6 +61,30 @@ pub const SCHEMA_REFUSED: &str = "eventsift_writer_schema_refusals_total";
 /// The writer's commit interval (`--flush-interval`), for alerts that
 /// count intervals without a commit.
 pub const FLUSH_INTERVAL: &str = "eventsift_writer_flush_interval_seconds";
+/// Seconds this writer spent in each stage since it started (`stage`:
+/// `poll`, `decode`, `dedup`, `plugins`, `arrow` on the source and router
+/// threads, updated every 100 ms; `parquet`, `commit` on the sink thread,
+/// after each commit): where a drain's time goes.
+pub const STAGE_SECONDS: &str = "eventsift_writer_stage_seconds";
+
+/// Exports the router's and the source's stage times.
+pub fn stages(consume: std::time::Duration, route: &super::router::RouteTimes) {
+    for (stage, d) in [
+        ("poll", consume),
+        ("decode", route.decode),
+        ("dedup", route.dedup),
+        ("plugins", route.plugins),
+        ("arrow", route.arrow),
+    ] {
+        metrics::gauge!(STAGE_SECONDS, "stage" => stage).set(d.as_secs_f64());
+    }
+}
+
+/// Exports the sink's stage times.
+pub fn sink_stages(times: &super::sink::SinkTimes) {
+    metrics::gauge!(STAGE_SECONDS, "stage" => "parquet").set(times.encode.as_secs_f64());
+    metrics::gauge!(STAGE_SECONDS, "stage" => "commit").set(times.commit.as_secs_f64());
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -120,6 +120,19 @@ pub struct Status {
     pub flush_interval: Mutex<Duration>,
 }
 
+/// Whether every partition this writer was assigned is routed (or
+/// committed) up to its entry in `ends` (`--exit-at-end`): stopping the
+/// writer then commits all of it. False until a partition is assigned.
+pub fn drained(status: &Status, ends: &HashMap<i32, i64>) -> bool {
+    let committed = status.committed.lock().unwrap_or_else(|p| p.into_inner());
+    let routed = status.routed.lock().unwrap_or_else(|p| p.into_inner());
+    !committed.is_empty()
+        && committed.iter().all(|(p, &c)| {
+            let at = routed.get(p).copied().unwrap_or(c).max(c);
+            ends.get(p).is_none_or(|&end| at >= end)
+        })
+}
+
 /// When each writer thread last showed it is not stuck (Unix ms; 0: not
 /// started).
 #[derive(Debug, Default)]
@@ -755,6 +768,10 @@ fn run(
                             next.remove(&partition);
                             router.drop_window(partition);
                             status.stopped.lock().unwrap().remove(&partition);
+                            // Another writer's now (the status page and
+                            // --exit-at-end count this writer's partitions).
+                            status.committed.lock().unwrap().remove(&partition);
+                            status.routed.lock().unwrap().remove(&partition);
                             send(ToSink::Drop { partition })?;
                         }
                         Change::Stopped { partition, reason } => {
@@ -837,8 +854,9 @@ fn run(
                     ids: routed.ids,
                 })?;
             }
-            if last_times.elapsed() >= Duration::from_secs(1) {
+            if last_times.elapsed() >= Duration::from_millis(100) {
                 last_times = Instant::now();
+                metrics::stages(consume, &router.times);
                 let mut times = status.times.lock().unwrap();
                 times.consume = consume;
                 times.route = router.times;
@@ -870,6 +888,19 @@ fn run(
     times.route = router.times;
     times.sink = sink_times;
     drop(times);
-    tracing::info!("writer stopped");
+    metrics::stages(consume, &router.times);
+    metrics::sink_stages(&sink_times);
+    let t = router.times;
+    tracing::info!(
+        "writer stopped; thread time per stage: poll {:.3} s, decode {:.3} s, dedup {:.3} s, \
+         plugins {:.3} s, arrow {:.3} s, parquet {:.3} s, commit {:.3} s",
+        consume.as_secs_f64(),
+        t.decode.as_secs_f64(),
+        t.dedup.as_secs_f64(),
+        t.plugins.as_secs_f64(),
+        t.arrow.as_secs_f64(),
+        sink_times.encode.as_secs_f64(),
+        sink_times.commit.as_secs_f64(),
+    );
     result
 }

@@ -443,6 +443,7 @@ impl Sink {
         };
         let took = t1.elapsed();
         self.times.commit += took;
+        m::sink_stages(&self.times);
         let Some(outcome) = outcome else {
             // Not committed: drop the rows; unless stopping, the router
             // takes the partition again from its chain's end.

@@ -263,7 +263,7 @@ impl Source {
                     tracing::warn!("cannot truncate the embedded log: {e}");
                 }
             }
-            Source::Kafka(s) => {
+            Source::Kafka(s) if s.grouped => {
                 let mut tpl = TopicPartitionList::new();
                 if tpl
                     .add_partition_offset(&s.topic, partition, Offset::Offset(next))
@@ -273,6 +273,7 @@ impl Source {
                     tracing::debug!(partition, "group offset commit failed: {e}");
                 }
             }
+            Source::Kafka(_) => {}
         }
     }
 
@@ -355,6 +356,37 @@ pub struct KafkaSourceConfig {
     pub group: String,
     /// librdkafka properties applied over eventsift's (config `[kafka_consumer]`).
     pub options: BTreeMap<String, String>,
+    /// Take these partitions directly instead of joining the group (a
+    /// drain, `--exit-at-end`: no group join to wait for). A writer of the
+    /// group racing for the same range is fenced by the warehouse commit.
+    pub assign: Option<Vec<i32>>,
+}
+
+/// The end offset (high watermark) of every partition of the topic now:
+/// where `eventsift writer --exit-at-end` stops. Each broker call is
+/// bounded by 5 s.
+pub fn end_offsets(config: &KafkaSourceConfig) -> Result<HashMap<i32, i64>, SetupError> {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    apply_options(
+        &mut client,
+        "kafka_consumer",
+        &config.options,
+        forbidden_consumer_option,
+    )?;
+    let consumer: BaseConsumer = client.create()?;
+    let md = consumer.fetch_metadata(Some(&config.topic), BROKER_TIMEOUT)?;
+    let mut ends = HashMap::new();
+    for t in md.topics() {
+        if let Some(e) = t.error() {
+            return Err(SetupError::Kafka(KafkaError::MetadataFetch(e.into())));
+        }
+        for p in t.partitions() {
+            let (_, high) = consumer.fetch_watermarks(&config.topic, p.id(), BROKER_TIMEOUT)?;
+            ends.insert(p.id(), high);
+        }
+    }
+    Ok(ends)
 }
 
 /// Consumer options eventsift must own: the warehouse holds the positions.
@@ -390,6 +422,10 @@ impl Rebalancer {
         let cluster = {
             let mut cached = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
             if cached.is_none() {
+                // A metadata request first: a new client without a
+                // subscription has none in flight, and the cluster id
+                // would wait for librdkafka's next periodic refresh (~1 s).
+                let _ = consumer.fetch_metadata(Some(&self.topic), BROKER_TIMEOUT);
                 *cached = consumer.client().fetch_cluster_id(BROKER_TIMEOUT);
             }
             cached
@@ -587,6 +623,9 @@ pub struct KafkaSource {
     out_of_range: bool,
     /// A message polled with a rebalance, for the next poll.
     carry: Option<(i32, i64, Vec<u8>)>,
+    /// In the consumer group (else a drain: the partitions were assigned
+    /// directly, and no group offsets are reported).
+    grouped: bool,
 }
 
 impl KafkaSource {
@@ -594,7 +633,6 @@ impl KafkaSource {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // A lost position is an error, never a silent jump.
@@ -610,6 +648,9 @@ impl KafkaSource {
             .set("fetch.queue.backoff.ms", "5")
             .set("fetch.max.bytes", "16777216")
             .set("max.partition.fetch.bytes", "4194304");
+        // librdkafka assigns only through a group handler, even for a drain
+        // (`assign`), which never joins the group.
+        client.set("group.id", &config.group);
         apply_options(
             &mut client,
             "kafka_consumer",
@@ -623,12 +664,41 @@ impl KafkaSource {
             changes: Mutex::new(Vec::new()),
             rebalances: AtomicU64::new(0),
         })?;
-        consumer.subscribe(&[&config.topic])?;
+        match &config.assign {
+            None => consumer.subscribe(&[&config.topic])?,
+            Some(partitions) => {
+                // Taken as the group would hand them over, through the
+                // same callback: warehouse positions, checks, changes.
+                let mut tpl = TopicPartitionList::new();
+                for &p in partitions {
+                    tpl.add_partition(&config.topic, p);
+                }
+                consumer.context().rebalance(
+                    &consumer,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS,
+                    &mut tpl,
+                );
+                let taken = consumer
+                    .context()
+                    .changes
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|c| matches!(c, Change::Assigned { .. }))
+                    .count();
+                if consumer.assignment()?.count() != taken {
+                    return Err(SetupError::Kafka(KafkaError::Subscription(
+                        "the partitions could not be assigned (see the log)".into(),
+                    )));
+                }
+            }
+        }
         Ok(KafkaSource {
             topic: config.topic.clone(),
             consumer,
             out_of_range: false,
             carry: None,
+            grouped: config.assign.is_none(),
         })
     }
 
@@ -654,8 +724,15 @@ impl KafkaSource {
 
     /// Leaves the group (its partitions go to the other writers at once).
     pub fn close(self) {
-        self.consumer.unsubscribe();
-        let _ = self.consumer.poll(Duration::from_millis(100));
+        if self.grouped {
+            self.consumer.unsubscribe();
+            let _ = self.consumer.poll(Duration::from_millis(100));
+        } else {
+            // A drain's process exits next, and its consumer holds nothing
+            // to hand over (no membership, positions in the warehouse):
+            // closing it would wait ~1 s for librdkafka's group handler.
+            std::mem::forget(self.consumer);
+        }
     }
 
     fn poll(&mut self, max: usize, max_bytes: usize, timeout: Duration) -> Vec<Chunk> {

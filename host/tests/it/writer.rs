@@ -1038,6 +1038,50 @@ fn two_writers(format: Format) {
     assert!(a.term().success(), "{}", a.logs());
 }
 
+/// `writer --exit-at-end`, a drain: on an empty topic it exits at once; on
+/// a filled one it lands every record exactly once and exits 0; a second
+/// drain after more records resumes from the warehouse and adds only those.
+#[test]
+fn a_drain_lands_every_record_once_and_exits_at_the_end() {
+    let topic = create_topic(4);
+    let group = unique("g");
+    let wh_dir = tempfile::tempdir().unwrap();
+    let warehouse = s(wh_dir.path()).to_owned();
+    let plugins = plugin_dir(&["sword.wasm"]);
+    let data = tempfile::tempdir().unwrap();
+    let drain = || {
+        let mut args = writer_args(&topic, &group, &warehouse, plugins.path(), data.path());
+        args.push("--exit-at-end");
+        let (status, log) = run_to_exit(&args, &[], Duration::from_secs(120));
+        assert!(status.success(), "{log}");
+        assert!(log.contains("routed up to its end"), "{log}");
+        log
+    };
+    drain();
+    let wh = Warehouse::open(&warehouse).unwrap();
+    assert_eq!(Tables::read(&wh).rows("sword_purchases"), 0);
+
+    let mut acked = produce_swords(&topic, 20_000, None);
+    let log = drain();
+    assert!(
+        log.contains("assigned partitions (partition, position): [(0, 0), (1, 0), (2, 0), (3, 0)]"),
+        "{log}"
+    );
+    let t = Tables::read(&wh);
+    assert_eq!(t.rows("sword_purchases"), acked.len());
+    check_exactly_once(&t, &acked);
+
+    acked.extend(produce_swords(&topic, 3_000, None));
+    let log = drain();
+    assert!(
+        !log.contains("(0, 0), (1, 0), (2, 0), (3, 0)"),
+        "resumed from the warehouse: {log}"
+    );
+    let t = Tables::read(&wh);
+    assert_eq!(t.rows("sword_purchases"), acked.len());
+    check_exactly_once(&t, &acked);
+}
+
 #[test]
 fn malformed_records_go_to_rejected_events_and_the_writer_keeps_running() {
     let topic = create_topic(1);
