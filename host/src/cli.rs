@@ -772,15 +772,9 @@ fn daemon(config: Config, api_only: bool) -> Result<ExitCode> {
 fn writer_only(config: Config, exit_at_end: bool) -> Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let source = crate::writer::source::KafkaSourceConfig {
-            brokers: config.kafka.clone().unwrap_or_default(),
-            topic: config.topic.clone(),
-            group: config.group.clone(),
-            options: config.kafka_consumer.clone(),
-            assign: None,
-        };
         // A drain's ends are read first: what arrives later waits for the next run.
         let ends = if exit_at_end {
+            let source = crate::daemon::kafka_source(&config, None)?;
             let ends =
                 tokio::task::spawn_blocking(move || crate::writer::source::end_offsets(&source))
                     .await?
@@ -827,22 +821,10 @@ fn writer_only(config: Config, exit_at_end: bool) -> Result<ExitCode> {
             let Some(ends) = &ends else {
                 return std::future::pending().await;
             };
-            loop {
-                if let Some((p, why)) = started
-                    .status
-                    .stopped
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .next()
-                {
-                    return Err(format!("partition {p} cannot be drained: {why}"));
-                }
-                if crate::writer::drained(&started.status, ends) {
-                    return Ok(());
-                }
+            while !crate::writer::drained(&started.status, ends)? {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
+            Ok::<(), String>(())
         };
         let code = tokio::select! {
             () = crate::daemon::shutdown_signal() => {
@@ -868,9 +850,7 @@ fn writer_only(config: Config, exit_at_end: bool) -> Result<ExitCode> {
         };
         let _ = crate::admin::notify::send("STOPPING=1");
         let stopped = tokio::task::spawn_blocking(move || started.stop()).await?;
-        tracing::debug!("writer joined; stopping the admin listener");
         http.stop().await;
-        tracing::debug!("admin listener stopped");
         match stopped {
             Ok(()) => Ok::<_, anyhow::Error>(code),
             Err(e) => {

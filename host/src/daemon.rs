@@ -219,26 +219,30 @@ pub fn start_writer(
     }
 }
 
-/// Starts a writer on Kafka (`config.kafka` must be set): in the consumer
+/// The writer's Kafka source (`config.kafka` must be set): in the consumer
 /// group, or on the partitions `assign` names.
+pub fn kafka_source(config: &Config, assign: Option<Vec<i32>>) -> Result<KafkaSourceConfig> {
+    Ok(KafkaSourceConfig {
+        brokers: config
+            .kafka
+            .clone()
+            .context("the writer needs Kafka brokers")?,
+        topic: config.topic.clone(),
+        group: config.group.clone(),
+        options: config.kafka_consumer.clone(),
+        assign,
+    })
+}
+
+/// Starts a writer on Kafka (see [`kafka_source`]).
 pub fn start_writer_kafka(
     config: &Config,
     registry: Arc<Registry>,
     assign: Option<Vec<i32>>,
 ) -> Result<Writer> {
-    let brokers = config
-        .kafka
-        .clone()
-        .context("the writer needs Kafka brokers")?;
     Writer::start(
         writer_config(config),
-        Input::Kafka(KafkaSourceConfig {
-            brokers,
-            topic: config.topic.clone(),
-            group: config.group.clone(),
-            options: config.kafka_consumer.clone(),
-            assign,
-        }),
+        Input::Kafka(kafka_source(config, assign)?),
         registry,
     )
 }

@@ -94,8 +94,9 @@ fn forbidden_producer_option(key: &str, value: &str) -> Option<&'static str> {
 }
 
 /// Publishes in flight below which a publish takes the prompt producer
-/// (`linger.ms=0`). Measured in docs/BENCHMARKS.md ("HTTP: linger and what
-/// is in flight"): 64 connections stay below it, 512 stay above.
+/// (`linger.ms=0`). Measured in docs/BENCHMARKS.md ("Against the classic
+/// stack", HTTP at moderate concurrency): 64 connections stay below it,
+/// 512 stay above.
 pub const PROMPT_BELOW: usize = 128;
 
 /// Counts one publish (or one `publish_many` call's records) in flight

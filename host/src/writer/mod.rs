@@ -122,15 +122,25 @@ pub struct Status {
 
 /// Whether every partition this writer was assigned is routed (or
 /// committed) up to its entry in `ends` (`--exit-at-end`): stopping the
-/// writer then commits all of it. False until a partition is assigned.
-pub fn drained(status: &Status, ends: &HashMap<i32, i64>) -> bool {
+/// writer then commits all of it. False until a partition is assigned; an
+/// error naming the partition once one stopped (it will not get there).
+pub fn drained(status: &Status, ends: &HashMap<i32, i64>) -> Result<bool, String> {
+    if let Some((p, why)) = status
+        .stopped
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .next()
+    {
+        return Err(format!("partition {p} cannot be drained: {why}"));
+    }
     let committed = status.committed.lock().unwrap_or_else(|p| p.into_inner());
     let routed = status.routed.lock().unwrap_or_else(|p| p.into_inner());
-    !committed.is_empty()
+    Ok(!committed.is_empty()
         && committed.iter().all(|(p, &c)| {
             let at = routed.get(p).copied().unwrap_or(c).max(c);
             ends.get(p).is_none_or(|&end| at >= end)
-        })
+        }))
 }
 
 /// When each writer thread last showed it is not stuck (Unix ms; 0: not

@@ -633,6 +633,9 @@ impl KafkaSource {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
+            // Set for a drain (`assign`) too, which never joins the group:
+            // librdkafka assigns only through a group handler.
+            .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             // A lost position is an error, never a silent jump.
@@ -648,9 +651,6 @@ impl KafkaSource {
             .set("fetch.queue.backoff.ms", "5")
             .set("fetch.max.bytes", "16777216")
             .set("max.partition.fetch.bytes", "4194304");
-        // librdkafka assigns only through a group handler, even for a drain
-        // (`assign`), which never joins the group.
-        client.set("group.id", &config.group);
         apply_options(
             &mut client,
             "kafka_consumer",
