@@ -44,11 +44,15 @@ fn python() -> String {
 }
 
 /// Rows per table as the Python `deltalake` package (delta-rs from PyPI)
-/// reads them.
+/// reads them. The script leaves through `os._exit` once its counts are
+/// out: delta-rs' Python binding can abort at interpreter shutdown
+/// ("terminate called without an active exception", delta-rs #2184), after
+/// the read has finished.
 fn python_counts(warehouse: &str, tables: &[&str]) -> HashMap<String, usize> {
     let script = format!(
-        "import sys\nfrom deltalake import DeltaTable\nfor t in {tables:?}:\n    \
-         print(t, DeltaTable(sys.argv[1].rstrip('/') + '/' + t).to_pyarrow_table().num_rows)\n"
+        "import os, sys\nfrom deltalake import DeltaTable\nfor t in {tables:?}:\n    \
+         print(t, DeltaTable(sys.argv[1].rstrip('/') + '/' + t).to_pyarrow_table().num_rows)\n\
+         sys.stdout.flush()\nos._exit(0)\n"
     );
     let out = Command::new(python())
         .args(["-c", &script, warehouse])
