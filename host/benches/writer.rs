@@ -31,13 +31,16 @@
 //! writer on it and reports this process's peak RSS (VmHWM, reset before
 //! the writer starts) against the configured buffer.
 //!
-//! `cargo bench -p eventsift --bench writer -- lake [--files 8640] [--rows 200]`
+//! `cargo bench -p eventsift --bench writer -- lake [--files 8640] [--rows 200] [--log-retention-secs S]`
 //! commits `--files` ranges of one source partition, one small sword file
 //! each (what a day of 10 s commits makes per partition and table), with
 //! the commit protocol on a Hive and on a Delta warehouse (local disk),
 //! and reports each commit's latency; then compacts the Delta table and
-//! reports files, bytes and time before and after, and the rows a reader
-//! counts.
+//! reports files, bytes and time before and after, the rows a reader
+//! counts, and the latency of a tenth as many commits after compaction.
+//! The bench makes a day's commits in minutes: `--log-retention-secs`
+//! (the Delta tables' log retention, default two hours) lets it see what a
+//! retention shorter than the run does to commit latency.
 //!
 //! `cargo bench -p eventsift --bench writer -- prefill [--events N] [--topic T]`
 //! fills a 4-partition topic with N of the seed's envelopes (kept when it
@@ -91,7 +94,13 @@ fn main() {
     } else if args.iter().any(|a| a == "lake") {
         let files: usize = arg("--files").and_then(|s| s.parse().ok()).unwrap_or(8640);
         let rows: usize = arg("--rows").and_then(|s| s.parse().ok()).unwrap_or(200);
-        lake(files, rows);
+        let retention = arg("--log-retention-secs")
+            .and_then(|s| s.parse().ok())
+            .map_or(
+                eventsift::writer::delta::DEFAULT_LOG_RETENTION,
+                Duration::from_secs,
+            );
+        lake(files, rows, retention);
     } else if args.iter().any(|a| a == "dedup") {
         let ids: usize = arg("--ids")
             .and_then(|s| s.parse().ok())
@@ -801,7 +810,13 @@ fn sword_file(schema: &arrow_schema::SchemaRef, rows: usize, offset: i64) -> byt
     bytes::Bytes::from(w.into_inner().unwrap())
 }
 
-fn lake(files: usize, rows: usize) {
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn lake(files: usize, rows: usize, retention: Duration) {
     use eventsift::writer::commit::{Commits, PendingFile, SourceView, TakeOptions};
     use eventsift::writer::delta::{DeltaTables, TableFormat, settle_format};
     let day = eventsift::writer::table::date_string(eventsift::writer::table::day_of(
@@ -826,18 +841,19 @@ fn lake(files: usize, rows: usize) {
         let mut commits = Commits::new(wh.clone(), "bench", "bench-writer", 64);
         if format == TableFormat::Delta {
             commits = commits.with_delta(Arc::new(
-                DeltaTables::open(&location, Duration::from_secs(30)).unwrap(),
+                DeltaTables::open(&location, Duration::from_secs(30))
+                    .unwrap()
+                    .with_log_retention(retention),
             ));
         }
         let view = SourceView {
             id: "log:bench".into(),
             earliest: 0,
-            end: (files * rows) as i64,
+            end: ((files + files / 10 + 1) * rows) as i64,
         };
         commits.take(0, &view, &TakeOptions::default()).unwrap();
-        let mut latencies = Vec::with_capacity(files);
-        let t0 = Instant::now();
-        for i in 0..files {
+        // Commits the `i`th range; its latency in ms.
+        let commit_range = |i: usize| {
             let start = (i * rows) as i64;
             let file = PendingFile {
                 table: "sword_purchases".into(),
@@ -849,13 +865,24 @@ fn lake(files: usize, rows: usize) {
             commits
                 .commit(0, start, start + rows as i64, &[file], &|| false)
                 .unwrap();
-            latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let t0 = Instant::now();
+        let mut latencies: Vec<f64> = (0..files).map(commit_range).collect();
         let total = t0.elapsed().as_secs_f64();
+        // The latency of the day's first and last tenth of commits: a
+        // Delta commit reads the table's live files (delta-rs materialises
+        // them on every snapshot update), so it grows with them.
+        let tenth = (files / 10).max(1);
+        let (first, last) = (
+            median(&latencies[..tenth.min(files)]),
+            median(&latencies[files.saturating_sub(tenth)..]),
+        );
         latencies.sort_by(f64::total_cmp);
         let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
         println!(
-            "{:5}: {files} commits in {total:.1} s; latency median {:.2} ms, p95 {:.2} ms, max {:.2} ms",
+            "{:5}: {files} commits in {total:.1} s; latency median {:.2} ms, p95 {:.2} ms, max {:.2} ms; \
+             median of the first {tenth} {first:.2} ms, of the last {tenth} {last:.2} ms",
             format.as_str(),
             pct(0.5),
             pct(0.95),
@@ -910,6 +937,14 @@ fn lake(files: usize, rows: usize) {
                 );
             }
             count("after compaction");
+            // Commits after compaction: what an hourly `eventsift compact`
+            // keeps them at.
+            let more = tenth;
+            let after: Vec<f64> = (files..files + more).map(commit_range).collect();
+            println!(
+                "  {more} commits after compaction: latency median {:.2} ms",
+                median(&after)
+            );
         }
     }
 }

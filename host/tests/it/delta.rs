@@ -171,6 +171,16 @@ fn the_seed_load_lands_once_across_a_crash_between_two_tables_commits_and_every_
             })
             .collect();
         assert!(!txns.is_empty(), "{table}: no txn action");
+        // Created with the short log retention that keeps commits cheap.
+        let first = String::from_utf8(
+            wh.read(&format!("{table}/_delta_log/00000000000000000000.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            first.contains(r#""delta.logRetentionDuration":"interval 7200 seconds""#),
+            "{table}: {first}"
+        );
         assert!(
             txns.iter()
                 .all(|v| v["txn"]["appId"] == "eventsift-log-0-c1"
