@@ -286,7 +286,7 @@ pub struct DaemonArgs {
     pub plugin_wait: Option<String>,
     /// Writer: cap on buffered, uncommitted Parquet bytes in MiB; reaching it
     /// commits early and pauses consumption meanwhile, so memory stays bounded
-    /// [default: 256].
+    /// [default: 64].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_buffer_mib: Option<usize>,

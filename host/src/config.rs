@@ -65,6 +65,8 @@ pub struct Config {
     pub plugin_wait: Duration,
     /// Cap on the writer's buffered (encoded, uncommitted) bytes, in MiB:
     /// reaching it commits early, and consumption pauses while it commits.
+    /// Default 64: with the consumer's 64 MiB queue and the measured
+    /// overhead a drain peaks below 400 MB (docs/BENCHMARKS.md, issue 19).
     pub max_buffer_mib: usize,
     /// Rows per source partition after which the writer commits early.
     pub max_file_rows: u64,
@@ -214,7 +216,7 @@ impl Default for Config {
             plugin_log_burst: 1000,
             group: "eventsift-writer".into(),
             plugin_wait: Duration::from_secs(30),
-            max_buffer_mib: 256,
+            max_buffer_mib: 64,
             max_file_rows: 1_000_000,
             kafka_producer: BTreeMap::new(),
             kafka_consumer: BTreeMap::new(),

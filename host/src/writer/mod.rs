@@ -81,7 +81,7 @@ impl Default for WriterConfig {
             limits: SinkLimits {
                 flush_interval: Duration::from_secs(10),
                 max_file_rows: 1_000_000,
-                max_buffer_bytes: 256 << 20,
+                max_buffer_bytes: 64 << 20,
             },
             plugin_wait: Duration::from_secs(30),
             max_record_bytes: (1 << 20) + (64 << 10),
