@@ -44,18 +44,22 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # -- process trees ------------------------------------------------------------
 
 
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state first),
+    or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def _children_map():
     kids = {}
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        kids.setdefault(int(fields[1]), []).append(int(d))
+        if d.isdigit() and (fields := _stat(d)) is not None:
+            kids.setdefault(int(fields[1]), []).append(int(d))
     return kids
 
 
@@ -72,12 +76,9 @@ def tree_cpu(pid):
     """CPU seconds of pid and its descendants (reaped children included)."""
     total = 0
     for p in tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                stat = f.read()
-        except OSError:
+        fields = _stat(p)
+        if fields is None:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
         # utime stime cutime cstime: fields 14-17 of stat, 11-14 here.
         total += sum(int(x) for x in fields[11:15])
     return total / TICK

@@ -362,18 +362,26 @@ pub struct KafkaSourceConfig {
     pub assign: Option<Vec<i32>>,
 }
 
+impl KafkaSourceConfig {
+    /// The user's `[kafka_consumer]` properties over `client`'s, refusing
+    /// the ones eventsift must own.
+    fn apply_options(&self, client: &mut ClientConfig) -> Result<(), SetupError> {
+        apply_options(
+            client,
+            "kafka_consumer",
+            &self.options,
+            forbidden_consumer_option,
+        )
+    }
+}
+
 /// The end offset (high watermark) of every partition of the topic now:
 /// where `eventsift writer --exit-at-end` stops. Each broker call is
 /// bounded by 5 s.
 pub fn end_offsets(config: &KafkaSourceConfig) -> Result<HashMap<i32, i64>, SetupError> {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
-    apply_options(
-        &mut client,
-        "kafka_consumer",
-        &config.options,
-        forbidden_consumer_option,
-    )?;
+    config.apply_options(&mut client)?;
     let consumer: BaseConsumer = client.create()?;
     let md = consumer.fetch_metadata(Some(&config.topic), BROKER_TIMEOUT)?;
     let mut ends = HashMap::new();
@@ -651,12 +659,7 @@ impl KafkaSource {
             .set("fetch.queue.backoff.ms", "5")
             .set("fetch.max.bytes", "16777216")
             .set("max.partition.fetch.bytes", "4194304");
-        apply_options(
-            &mut client,
-            "kafka_consumer",
-            &config.options,
-            forbidden_consumer_option,
-        )?;
+        config.apply_options(&mut client)?;
         let consumer: BaseConsumer<Rebalancer> = client.create_with_context(Rebalancer {
             taker,
             topic: config.topic.clone(),
