@@ -251,6 +251,12 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    /// Request bytes the API holds at once, in MiB: bodies as read and
+    /// decoded, and what is built from them; beyond it a 503 with
+    /// Retry-After [default: 256].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_budget_mib: Option<usize>,
     /// How long a publish may wait for an acknowledgement before the API answers 503 [default: 5s].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -379,13 +385,13 @@ pub struct DaemonArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup_window: Option<String>,
-    /// Writer: client-named event ids remembered per source partition, at
-    /// most [default: 1000000].
+    /// Writer: client-named event ids remembered at most, over all the
+    /// partitions it consumes (split evenly) [default: 4000000].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup_max_ids: Option<usize>,
-    /// Writer: memory for remembered ids per source partition in MiB
-    /// [default: 64].
+    /// Writer: memory for remembered ids in MiB, over all the partitions it
+    /// consumes (split evenly) [default: 256].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dedup_max_mib: Option<usize>,
@@ -849,8 +855,21 @@ fn writer_only(config: Config, exit_at_end: bool) -> Result<ExitCode> {
             }
         };
         let _ = crate::admin::notify::send("STOPPING=1");
+        let status = started.status.clone();
         let stopped = tokio::task::spawn_blocking(move || started.stop()).await?;
         http.stop().await;
+        // A drain succeeds only when its final commit reached every end.
+        let code = match (&ends, code == ExitCode::SUCCESS) {
+            (Some(ends), true) => match crate::writer::drain_complete(&status, ends) {
+                Ok(()) => code,
+                Err(why) => {
+                    tracing::error!("{why}");
+                    eprintln!("error: {why}");
+                    ExitCode::FAILURE
+                }
+            },
+            _ => code,
+        };
         match stopped {
             Ok(()) => Ok::<_, anyhow::Error>(code),
             Err(e) => {

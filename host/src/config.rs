@@ -42,6 +42,9 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Request bytes the API holds at once (bodies as read and decoded,
+    /// and what is built from them), in MiB ([`crate::api::budget`]).
+    pub request_budget_mib: usize,
     /// How long a publish may wait for the transport's acknowledgement
     /// before the API answers 503.
     #[serde(with = "humantime_serde")]
@@ -139,11 +142,12 @@ pub struct Config {
     /// source partition (a retry within it is stored once).
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
-    /// Writer: event ids remembered per source partition, at most (the
-    /// oldest go first; the metrics say when this, not the time, ends the
-    /// window).
+    /// Writer: event ids remembered at most, over all the partitions it
+    /// consumes, split evenly (the oldest go first; the metrics say when
+    /// this, not the time, ends a window).
     pub dedup_max_ids: usize,
-    /// Writer: memory for remembered event ids per source partition, in MiB.
+    /// Writer: memory for remembered event ids over all the partitions it
+    /// consumes, split evenly, in MiB.
     pub dedup_max_mib: usize,
     /// Writer: every this many commits of a partition, its remembered ids
     /// are written whole (a snapshot), so a restart reads a snapshot and
@@ -208,6 +212,7 @@ impl Default for Config {
             table_format: Default::default(),
             flush_interval: Duration::from_secs(10),
             max_body_bytes: 1 << 20,
+            request_budget_mib: 256,
             ack_timeout: Duration::from_secs(5),
             plugin_memory_mib: 64,
             plugin_deadline: Duration::from_millis(100),
@@ -238,8 +243,8 @@ impl Default for Config {
             device_time_horizon: Duration::from_secs(30 * 86_400),
             device_time_ahead: Duration::from_secs(86_400),
             dedup_window: Duration::from_secs(86_400),
-            dedup_max_ids: 1_000_000,
-            dedup_max_mib: 64,
+            dedup_max_ids: 4_000_000,
+            dedup_max_mib: 256,
             dedup_snapshot_every: 16,
             warehouse_given: false,
             listen_given: false,
@@ -259,6 +264,7 @@ const KEYS: &[&str] = &[
     "table_format",
     "flush_interval",
     "max_body_bytes",
+    "request_budget_mib",
     "ack_timeout",
     "plugin_memory_mib",
     "plugin_deadline",
@@ -319,6 +325,17 @@ impl Config {
 
     /// Refuses values the daemon cannot run with, naming the setting.
     pub fn check(&self) -> Result<(), String> {
+        // A compressed body holds its raw bytes and up to max_body_bytes
+        // of output while it is decoded: the budget must fit two bodies.
+        if (self.request_budget_mib as u128) << 20 < 2 * self.max_body_bytes as u128 {
+            return Err(format!(
+                "request_budget_mib {} MiB holds less than two bodies of max_body_bytes {}: \
+                 raise it to at least {} MiB",
+                self.request_budget_mib,
+                self.max_body_bytes,
+                (2 * self.max_body_bytes as u128).div_ceil(1 << 20)
+            ));
+        }
         let positive = [
             ("flush_interval", self.flush_interval),
             ("ack_timeout", self.ack_timeout),
@@ -337,6 +354,7 @@ impl Config {
         }
         let at_least_one = [
             ("max_body_bytes", self.max_body_bytes),
+            ("request_budget_mib", self.request_budget_mib),
             ("plugin_memory_mib", self.plugin_memory_mib),
             ("max_buffer_mib", self.max_buffer_mib),
             ("max_file_rows", self.max_file_rows as usize),
@@ -447,6 +465,7 @@ impl Config {
     pub fn request_limits(&self) -> crate::api::RequestLimits {
         crate::api::RequestLimits {
             max_body_bytes: self.max_body_bytes,
+            budget_bytes: self.request_budget_mib << 20,
             max_uri_bytes: self.max_uri_bytes,
             max_header_bytes: self.max_header_bytes,
             max_captured_header_bytes: self.max_captured_header_bytes,

@@ -11,6 +11,9 @@
 //! | `publish_ambiguous` | a commit's publish | publish, then report an error (a lost reply) |
 //! | `publish_lost` | a commit's publish | report an error without publishing |
 //! | `seek_fail` | the writer's source | a seek fails |
+//! | `take_fail` | the writer's take of a partition | an attempt fails (the source cannot be read) |
+//! | `admit_fail` | the router's schema check of a new plugin version | the schema cannot be read (retried until stopping) |
+//! | `encode_fail` | the sink's Parquet encoding | rows cannot be encoded |
 //! | `log_sync` | the embedded log's group commit | the sync fails |
 //! | `writer_panic` | the writer's router thread | panic (a dead thread) |
 //!

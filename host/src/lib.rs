@@ -6,6 +6,7 @@
 //! - [`transport`]: Kafka or the embedded log, behind one trait.
 //! - [`writer`]: the stream writer: plugins -> Arrow -> Parquet, exactly once.
 //! - [`query`]: SQL over the warehouse (DataFusion), catalogs and DDL.
+//! - [`storage`]: object-store plumbing: every request bounded.
 //! - [`loadgen`], [`demo`]: HTTP load and the one-command demo.
 //! - [`config`]: configuration from flags, environment and file.
 //! - [`daemon`]: wiring and graceful shutdown.
@@ -24,6 +25,7 @@ pub mod lake;
 pub mod loadgen;
 pub mod plugin;
 pub mod query;
+pub mod storage;
 pub mod transport;
 pub mod writer;
 

@@ -338,9 +338,12 @@ pub async fn post_batch(state: Arc<ApiState>, request: Request) -> Response {
 async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let encoding = body::Encoding::of(headers)?;
     let format = Format::of(headers)?;
-    let raw = body::read_raw(&state.limits, body).await?;
+    // The key before the body: a request without one holds no budget.
+    state.ingest.precheck(headers)?;
+    let mut held = state.budget.reservation();
+    let raw = body::read_raw(&state.limits, body, &mut held).await?;
     let principal = state.ingest.principal(headers, &raw)?;
-    let decoded = body::decode(encoding, raw, state.limits.max_body_bytes)?;
+    let decoded = body::decode(encoding, raw, state.limits.max_body_bytes, &mut held)?;
     let text = std::str::from_utf8(&decoded).map_err(|e| {
         bad_body(format!(
             "the body is not valid UTF-8 (at byte {})",
@@ -422,6 +425,9 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
         }
     }
 
+    // What the events' fields hold, besides the body, until the reply.
+    held.add(ready.iter().map(|(_, r)| r.fields.len()).sum())?;
+
     // Validation, a plugin at a time (one gate permit per plugin and batch).
     let mut validated: Vec<Option<Validated>> = Vec::with_capacity(ready.len());
     validated.resize_with(ready.len(), || None);
@@ -455,6 +461,17 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
         k = end;
     }
 
+    held.add(
+        validated
+            .iter()
+            .flatten()
+            .map(|v| match v {
+                Validated::Accepted { fields, reply } => fields.len() + reply.len(),
+                Validated::Rejected(reason) => reason.len(),
+            })
+            .sum(),
+    )?;
+
     // Envelopes, published together; the reply waits for every ack.
     let received = SystemTime::now();
     let game = principal.game();
@@ -485,6 +502,7 @@ async fn handle(state: &ApiState, headers: &HeaderMap, body: Body) -> Result<Res
         ));
         published.push((*i, event_id, &r.plugin));
     }
+    held.add(records.iter().map(|(_, e)| e.len()).sum())?;
     let started = std::time::Instant::now();
     let acks = state.transport.publish_many(&records).await;
     state

@@ -11,6 +11,7 @@ use std::io::Read;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 
+use super::budget::Reservation;
 use super::{ApiError, RequestLimits};
 
 /// The largest zstd window a body may use (2 MiB): frames that need a
@@ -48,16 +49,51 @@ impl Encoding {
     }
 }
 
-/// Reads the body as sent: at most `max_body_bytes` within `body_timeout`.
-pub async fn read_raw(limits: &RequestLimits, body: Body) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(
-        limits.body_timeout,
-        axum::body::to_bytes(body, limits.max_body_bytes),
-    )
-    .await
-    {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(too_large(limits.max_body_bytes)),
+/// Reads the body as sent: at most `max_body_bytes` within `body_timeout`,
+/// each chunk held in `held` as it arrives (beyond the budget: 503).
+pub async fn read_raw(
+    limits: &RequestLimits,
+    body: Body,
+    held: &mut Reservation,
+) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let max = limits.max_body_bytes;
+    let read = async {
+        let mut stream = body.into_data_stream();
+        // One chunk is the common case: it is kept as it came.
+        let mut first: Option<Bytes> = None;
+        let mut more = bytes::BytesMut::new();
+        let mut len = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("the body could not be read: {e}"),
+                )
+            })?;
+            if len + chunk.len() > max {
+                return Err(too_large(max));
+            }
+            held.add(chunk.len())?;
+            len += chunk.len();
+            match first.take() {
+                None if more.is_empty() => first = Some(chunk),
+                None => more.extend_from_slice(&chunk),
+                Some(f) => {
+                    more.reserve(len);
+                    more.extend_from_slice(&f);
+                    more.extend_from_slice(&chunk);
+                }
+            }
+        }
+        Ok(match first {
+            Some(f) => f,
+            None => more.freeze(),
+        })
+    };
+    match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(r) => r,
         Err(_) => Err(ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
@@ -77,8 +113,26 @@ fn too_large(max: usize) -> ApiError {
     )
 }
 
-/// Decodes `raw` into at most `max` bytes.
-pub fn decode(encoding: Encoding, raw: Bytes, max: usize) -> Result<Bytes, ApiError> {
+/// Decodes `raw` into at most `max` bytes. `held` holds `raw`; it holds
+/// `max` more while decoding (the output's size is unknown until then),
+/// and what the output takes once decoded (`raw` is gone then).
+pub fn decode(
+    encoding: Encoding,
+    raw: Bytes,
+    max: usize,
+    held: &mut Reservation,
+) -> Result<Bytes, ApiError> {
+    if encoding == Encoding::Identity {
+        return decode_held(encoding, raw, max);
+    }
+    held.add(max)?;
+    let decoded = decode_held(encoding, raw, max)?;
+    // The output's buffer grew by doubling: at most twice its length.
+    held.hold(decoded.len().saturating_mul(2).min(max + 1))?;
+    Ok(decoded)
+}
+
+fn decode_held(encoding: Encoding, raw: Bytes, max: usize) -> Result<Bytes, ApiError> {
     let corrupt = |what: &str, e: std::io::Error| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -168,11 +222,14 @@ mod tests {
     #[test]
     fn decodes_within_the_bound_and_refuses_bombs() {
         let text = br#"{"color":"red"}"#;
-        assert_eq!(&decode(Encoding::Gzip, gzip(text), 100).unwrap()[..], text);
-        let z = Bytes::from(zstd::encode_all(&text[..], 3).unwrap());
-        assert_eq!(&decode(Encoding::Zstd, z, 100).unwrap()[..], text);
         assert_eq!(
-            decode(Encoding::Identity, Bytes::from_static(text), 4)
+            &decode_held(Encoding::Gzip, gzip(text), 100).unwrap()[..],
+            text
+        );
+        let z = Bytes::from(zstd::encode_all(&text[..], 3).unwrap());
+        assert_eq!(&decode_held(Encoding::Zstd, z, 100).unwrap()[..], text);
+        assert_eq!(
+            decode_held(Encoding::Identity, Bytes::from_static(text), 4)
                 .unwrap_err()
                 .status,
             StatusCode::PAYLOAD_TOO_LARGE
@@ -181,13 +238,13 @@ mod tests {
         let bomb = gzip(&vec![0u8; 64 << 20]);
         assert!(bomb.len() < 100 << 10, "{}", bomb.len());
         let t = std::time::Instant::now();
-        let e = decode(Encoding::Gzip, bomb, 1 << 20).unwrap_err();
+        let e = decode_held(Encoding::Gzip, bomb, 1 << 20).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
         let zbomb = Bytes::from(zstd::encode_all(&vec![0u8; 64 << 20][..], 19).unwrap());
-        let e = decode(Encoding::Zstd, zbomb, 1 << 20).unwrap_err();
+        let e = decode_held(Encoding::Zstd, zbomb, 1 << 20).unwrap_err();
         assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
-        let e = decode(Encoding::Gzip, Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        let e = decode_held(Encoding::Gzip, Bytes::from_static(b"not gzip"), 100).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let mut h = HeaderMap::new();
         h.insert(header::CONTENT_ENCODING, "br".parse().unwrap());

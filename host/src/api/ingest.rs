@@ -149,9 +149,26 @@ impl Ingest {
         !self.keys.is_empty()
     }
 
+    /// What the headers alone tell of a request's key, before its body is
+    /// read (and counted in the request budget): a bearer key is checked
+    /// whole; a signed request's key must exist and take signatures, its
+    /// signature is checked with the body ([`Ingest::principal`]).
+    pub fn precheck(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        self.principal_with(headers, None).map(|_| ())
+    }
+
     /// The principal of a request, from its headers and (for a signature)
     /// its body as sent. 401 when keys are configured and none is valid.
     pub fn principal(&self, headers: &HeaderMap, body: &[u8]) -> Result<Principal<'_>, ApiError> {
+        self.principal_with(headers, Some(body))
+    }
+
+    /// [`Ingest::principal`]; without a body, a signature is not checked.
+    fn principal_with(
+        &self,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> Result<Principal<'_>, ApiError> {
         if self.keys.is_empty() {
             return Ok(Principal::Open);
         }
@@ -176,10 +193,10 @@ impl Ingest {
             .secret
             .as_deref()
             .ok_or_else(|| unauthorized("this game key takes no signatures (it has no secret)"))?;
-        if verify_signature(secret, body, auth.trim()) {
-            Ok(Principal::Key(key))
-        } else {
-            Err(unauthorized("the body signature does not match"))
+        match body {
+            None => Ok(Principal::Key(key)),
+            Some(body) if verify_signature(secret, body, auth.trim()) => Ok(Principal::Key(key)),
+            Some(_) => Err(unauthorized("the body signature does not match")),
         }
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod body;
+pub mod budget;
 pub mod envelope;
 pub mod ingest;
 pub mod metrics;
@@ -37,6 +38,10 @@ use ingest::{EventCtx, Ingest};
 
 pub use routes::RouteTable;
 
+/// Bytes an envelope adds to its event's fields, at most about (the
+/// request's budget counts it).
+pub const ENVELOPE_OVERHEAD: usize = 4 << 10;
+
 /// `X-Event-Id`, on every 2xx reply.
 pub const EVENT_ID_HEADER: HeaderName = HeaderName::from_static("x-event-id");
 
@@ -46,6 +51,8 @@ pub const EVENT_ID_HEADER: HeaderName = HeaderName::from_static("x-event-id");
 pub struct RequestLimits {
     /// Largest body, after decompression (413).
     pub max_body_bytes: usize,
+    /// Request bytes held at once over all requests ([`budget`]; 503).
+    pub budget_bytes: usize,
     /// Largest request target (414).
     pub max_uri_bytes: usize,
     /// Largest sum of header names and values (431).
@@ -61,6 +68,7 @@ impl Default for RequestLimits {
     fn default() -> Self {
         RequestLimits {
             max_body_bytes: 1 << 20,
+            budget_bytes: budget::DEFAULT_BUDGET,
             max_uri_bytes: 8 << 10,
             max_header_bytes: 64 << 10,
             max_captured_header_bytes: 1 << 10,
@@ -117,6 +125,8 @@ pub struct ApiState {
     pub ingest: Ingest,
     /// The writer of `serve`, and how long its threads may be silent.
     pub writer: Option<(WriterHealth, Duration)>,
+    /// Request bytes held at once.
+    pub budget: Arc<budget::Budget>,
     routes: RouteTable,
     openapi: openapi::Cache,
     counters: metrics::ApiMetrics,
@@ -138,6 +148,7 @@ impl ApiState {
             limits,
             ingest,
             writer,
+            budget: budget::Budget::new(limits.budget_bytes),
             routes: RouteTable::default(),
             openapi: openapi::Cache::default(),
             counters: metrics::ApiMetrics::default(),
@@ -331,12 +342,19 @@ impl IntoResponse for ApiError {
         body.push_str("{\"error\":");
         envelope::push_str(&mut body, &self.message);
         body.push('}');
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is worth a retry, soon.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -411,7 +429,10 @@ async fn post_event(
     const ROUTE: &str = "/events/{event_type}";
     let result = async {
         let encoding = body::Encoding::of(headers)?;
-        let raw = body::read_raw(&state.limits, body).await?;
+        // The key before the body: a request without one holds no budget.
+        state.ingest.precheck(headers)?;
+        let mut held = state.budget.reservation();
+        let raw = body::read_raw(&state.limits, body, &mut held).await?;
         let principal = state.ingest.principal(headers, &raw)?;
         principal.may_write(&event_type)?;
         let plugin = state.registry.get(&event_type).ok_or_else(|| {
@@ -423,7 +444,7 @@ async fn post_event(
         })?;
         let received = SystemTime::now();
         let single = state.ingest.single_headers(headers, received)?;
-        let body = body::decode(encoding, raw, state.limits.max_body_bytes)?;
+        let body = body::decode(encoding, raw, state.limits.max_body_bytes, &mut held)?;
         let text = std::str::from_utf8(&body).map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -435,6 +456,10 @@ async fn post_event(
             .validate_gated(text, false)
             .await
             .ok_or_else(|| busy(&plugin))?;
+        if let Validated::Accepted { fields, .. } = &validated {
+            // The validated fields, and the envelope about as large.
+            held.add(2 * fields.len() + ENVELOPE_OVERHEAD)?;
+        }
         let ctx = single.ctx(principal);
         let (event_id, _reply) =
             accept(&state, &plugin, validated, headers, &ctx, received).await?;

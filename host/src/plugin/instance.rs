@@ -63,10 +63,20 @@ pub const MAX_WAITING: usize = 1024;
 /// fewer than the cores, at least one), so that a slow plugin holds at most
 /// that many of the API's worker threads: health checks and other plugins'
 /// routes keep answering.
+///
+/// The requests waiting for a permit are counted (at most [`MAX_WAITING`],
+/// beyond: 503) through a guard, so a waiter whose request is cancelled
+/// (client gone, idle timeout) leaves the count as it found it; the count
+/// is exported as [`GATE_WAITING`] per plugin.
 pub struct Gate {
     permits: tokio::sync::Semaphore,
     waiting: AtomicU64,
+    /// Set once the plugin's name is known ([`Gate::export_metrics`]).
+    gauge: std::sync::OnceLock<metrics::Gauge>,
 }
+
+/// Requests waiting for a plugin's [`Gate`] (gauge, label `plugin`).
+pub const GATE_WAITING: &str = "eventsift_plugin_gate_waiting";
 
 impl Default for Gate {
     fn default() -> Self {
@@ -74,13 +84,27 @@ impl Default for Gate {
         Gate {
             permits: tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1)),
             waiting: AtomicU64::new(0),
+            gauge: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+/// One request counted in [`Gate::waiting`] until dropped.
+struct Waiting<'a>(&'a Gate);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Some(g) = self.0.gauge.get() {
+            g.decrement(1.0);
         }
     }
 }
 
 impl Gate {
     /// A permit to run `validate`, waiting for one; `None` when
-    /// [`MAX_WAITING`] requests wait already.
+    /// [`MAX_WAITING`] requests wait already. Cancel-safe: dropping the
+    /// future while it waits un-counts the waiter.
     async fn enter(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         if let Ok(p) = self.permits.try_acquire() {
             return Some(p);
@@ -89,9 +113,25 @@ impl Gate {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
+        if let Some(g) = self.gauge.get() {
+            g.increment(1.0);
+        }
+        let waiting = Waiting(self);
         let p = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         p.ok()
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Exports the waiting count as [`GATE_WAITING`] for `plugin`.
+    fn export_metrics(&self, plugin: &str) {
+        let _ = self
+            .gauge
+            .set(metrics::gauge!(GATE_WAITING, "plugin" => plugin.to_owned()));
     }
 }
 
@@ -387,6 +427,7 @@ impl LoadedPlugin {
             .map_err(|e| LoadError::Describe(fault_reason(&e)))?;
         plugin.meta = PluginMeta::from_info(info)?;
         plugin.log.export_metrics(&plugin.meta.name);
+        plugin.gate.export_metrics(&plugin.meta.name);
         plugin.emit(instance.take_logs());
         plugin
             .pool
@@ -1046,4 +1087,66 @@ fn append_column(dst: &mut ColumnData, src: ColumnData, dst_rows: usize) {
         }
     }
     dst.validity = bits;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A few thousand waiters cancelled while they wait (a client gone, an
+    /// idle timeout) leave no count behind: a burst afterwards is served,
+    /// not refused as if [`MAX_WAITING`] requests were still waiting.
+    #[test]
+    fn cancelled_waiters_leave_no_count_and_a_burst_then_succeeds() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let gate = Arc::new(Gate::default());
+            let held = gate
+                .permits
+                .acquire_many(gate.permits.available_permits() as u32);
+            let held = held.await.unwrap();
+            for round in 0..4 {
+                let waiters: Vec<_> = (0..MAX_WAITING)
+                    .map(|_| {
+                        let gate = gate.clone();
+                        tokio::spawn(async move { gate.enter().await.is_some() })
+                    })
+                    .collect();
+                tokio::task::yield_now().await;
+                while gate.waiting() < MAX_WAITING as u64 {
+                    tokio::task::yield_now().await;
+                }
+                assert!(gate.enter().await.is_none(), "round {round}: the cap holds");
+                for w in &waiters {
+                    w.abort();
+                }
+                for w in waiters {
+                    assert!(w.await.unwrap_err().is_cancelled());
+                }
+                assert_eq!(
+                    gate.waiting(),
+                    0,
+                    "round {round}: cancelled waiters un-counted"
+                );
+            }
+            // The burst: every request gets its permit once the holder is done.
+            let burst: Vec<_> = (0..MAX_WAITING)
+                .map(|_| {
+                    let gate = gate.clone();
+                    tokio::spawn(async move { gate.enter().await.is_some() })
+                })
+                .collect();
+            while gate.waiting() < MAX_WAITING as u64 {
+                tokio::task::yield_now().await;
+            }
+            drop(held);
+            for b in burst {
+                assert!(b.await.unwrap(), "a waiter of the burst was refused");
+            }
+            assert_eq!(gate.waiting(), 0);
+        });
+    }
 }

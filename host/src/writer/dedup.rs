@@ -9,10 +9,16 @@
 //! drops a record whose id it has seen. Events without a client id
 //! (UUIDv7) are never compared.
 //!
-//! **Bounds.** The window keeps ids for `window` (a day) of event time, and
-//! at most `max_ids` ids and `max_bytes` of memory per partition; when a
-//! bound, not the time, pushes ids out, the metrics and the log say how
-//! short the window became.
+//! **Bounds.** The window keeps ids for `window` (a day) of event time.
+//! The writer has one budget of `max_ids` ids and `max_bytes` of memory,
+//! split evenly over the partitions it consumes ([`DedupLimits::share`]):
+//! when it takes a partition, every window is trimmed to the new share
+//! (the oldest ids go, counted), and the window it reads for the new
+//! partition is cut to it as it loads. When a bound, not the time, pushes
+//! ids out, the metrics and the log say how short the window became. A
+//! retry is recognised as long as the original is still in its
+//! partition's window: within `window`, and within the newest
+//! `max_ids / partitions` ids of that partition.
 //!
 //! **State next to the commits.** Every commit that routed derived ids
 //! carries them in a file of its own (`_eventsift/dedup/<source>/<p>/
@@ -30,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-/// The deduplication bounds of one source partition.
+/// The deduplication bounds of a writer (or, once [`DedupLimits::share`]d,
+/// of one of its partitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DedupLimits {
     /// Event time an id is remembered for.
@@ -45,18 +52,29 @@ impl Default for DedupLimits {
     fn default() -> Self {
         DedupLimits {
             window: Duration::from_secs(86_400),
-            max_ids: 1_000_000,
-            max_bytes: 64 << 20,
+            max_ids: 4_000_000,
+            max_bytes: 256 << 20,
             snapshot_every: 16,
         }
     }
 }
 
 impl DedupLimits {
+    /// One partition's share when the writer consumes `partitions`.
+    pub fn share(&self, partitions: usize) -> DedupLimits {
+        let n = partitions.max(1);
+        DedupLimits {
+            max_ids: (self.max_ids / n).max(1),
+            max_bytes: self.max_bytes / n,
+            ..*self
+        }
+    }
+
     /// The ids a window holds at most and the slots of its id table: the
     /// table is a power of two at most two thirds full, and table (16
     /// bytes a slot) and queue (32 bytes an id) together stay within
-    /// `max_bytes`. The defaults give 1,000,000 ids in 62.5 MiB.
+    /// `max_bytes`. A quarter of the default budget (a writer of four
+    /// partitions) gives 1,000,000 ids in 62.5 MiB.
     pub fn capacity(&self) -> (usize, usize) {
         let want = self.max_ids.max(1);
         let mut slots = (want + want / 2).next_power_of_two().max(16);
@@ -321,6 +339,31 @@ impl Window {
         encode(&entries)
     }
 
+    /// Trims and rebuilds the window for new `limits` (a new share): the
+    /// oldest ids beyond its capacity go. How many went.
+    pub fn resize(&mut self, limits: &DedupLimits) -> u64 {
+        let (cap, slots) = limits.capacity();
+        let mut gone = 0u64;
+        while self.order.len() > cap {
+            if let Some(e) = self.order.pop_front() {
+                self.set.remove(e.id);
+            }
+            gone += 1;
+        }
+        self.cap = cap;
+        // The table is rebuilt only when its size changes (a share that
+        // halves or doubles), so a take does not rebuild every window.
+        if slots != self.set.size {
+            let mut set = IdTable::new(slots);
+            for e in &self.order {
+                set.insert(e.id);
+            }
+            self.set = set;
+            self.order.shrink_to(cap);
+        }
+        gone
+    }
+
     /// Adds ids loaded from a commit's files (oldest first).
     pub fn load(&mut self, entries: &[(u128, i64)]) {
         for &(id, micros) in entries {
@@ -504,7 +547,9 @@ mod tests {
 
     #[test]
     fn capacity_stays_within_the_memory_bound() {
-        let d = DedupLimits::default();
+        let whole = DedupLimits::default();
+        assert_eq!(whole.capacity(), (4_000_000, 1 << 23));
+        let d = whole.share(4);
         assert_eq!(d.capacity(), (1_000_000, 1 << 21));
         let (cap, slots) = d.capacity();
         assert!(slots * 16 + cap * ENTRY_QUEUE_BYTES <= d.max_bytes);
@@ -545,6 +590,27 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert_eq!(w.evicted.by_time, 10);
         assert_eq!(w.evicted.by_bound, 0);
+    }
+
+    #[test]
+    fn a_window_trimmed_to_a_smaller_share_keeps_its_newest_ids() {
+        let mut w = Window::new(&limits(1000));
+        for i in 0..1000u128 {
+            assert!(!w.seen(i + 1, i as i64, i as i64));
+        }
+        let gone = w.resize(&limits(1000).share(8));
+        assert_eq!(gone, 875);
+        assert_eq!(w.len(), 125);
+        assert!(w.seen(1000, 0, 0), "the newest ids stay");
+        assert!(!w.seen(1, 0, 0), "the oldest went");
+        assert_eq!(w.len(), 125, "and the share holds");
+        // Growing back keeps what is there and makes room again.
+        w.resize(&limits(1000));
+        assert_eq!(w.len(), 125);
+        for i in 2000..2500u128 {
+            assert!(!w.seen(i, 0, 0));
+        }
+        assert_eq!(w.len(), 625);
     }
 
     #[test]

@@ -41,9 +41,11 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, Transactio
 use deltalake::kernel::{
     Action, Add, DataType, MetadataExt as _, PrimitiveType, StructField, StructType, Transaction,
 };
+use deltalake::logstore::LogStore as _;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TableProperty;
 use deltalake::{DeltaTable, DeltaTableError};
+use object_store::ObjectStore;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,7 @@ use url::Url;
 
 use super::commit::{CommitRecord, CommittedFile, META_DIR};
 use super::warehouse::{Warehouse, WarehouseError};
+use crate::storage::TimeoutStore;
 
 /// How the tables of a warehouse are laid out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,8 +153,6 @@ pub fn format_of(wh: &Warehouse) -> Result<TableFormat, WarehouseError> {
 pub enum DeltaError {
     #[error("delta table {table}: {message}")]
     Table { table: String, message: String },
-    #[error("delta table {table}: no answer within {timeout:?}")]
-    Timeout { table: String, timeout: Duration },
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
 }
@@ -188,17 +189,32 @@ pub fn app_id(source: &str, partition: i32, chain: u32) -> String {
 }
 
 /// The Delta tables of one warehouse, for the writer: commits run on a
-/// private runtime, each bounded by the warehouse timeout.
+/// private runtime, every storage call of delta-rs bounded by the
+/// warehouse timeout ([`TimeoutStore`]). A whole commit has no bound of its
+/// own: replaying a long log (tens of thousands of live files) may take
+/// longer than one call may, and goes on as long as each call answers, so
+/// a commit that outgrew the timeout does not stall its partition.
 pub struct DeltaTables {
     root: Url,
     /// `Some` until dropped (see the `Drop` impl).
     rt: Option<tokio::runtime::Runtime>,
+    /// The warehouse's root store, each call bounded.
+    store: Arc<dyn ObjectStore>,
+    /// Each call's bound.
     timeout: Duration,
+    /// Called while an operation runs (the writer's heartbeat).
+    progress: Option<crate::storage::timeout::Progress>,
     /// `delta.logRetentionDuration` of the tables this creates.
     log_retention: Duration,
     /// Loaded tables, kept between commits and refreshed incrementally.
     tables: Mutex<HashMap<String, DeltaTable>>,
 }
+
+/// The longest a Delta operation of the writer may take in all (each of
+/// its storage calls is bounded by the warehouse timeout): a backstop, not
+/// a budget: a replay of a log of hundreds of thousands of files takes
+/// seconds. At least 60 times the warehouse timeout.
+pub const OPERATION_CAP: Duration = Duration::from_secs(600);
 
 /// How long a new table keeps its log entries (its time travel).
 ///
@@ -392,6 +408,16 @@ fn widened(
 
 impl DeltaTables {
     pub fn open(location: &str, timeout: Duration) -> Result<DeltaTables, String> {
+        Self::open_with_progress(location, timeout, None)
+    }
+
+    /// [`DeltaTables::open`], calling `progress` after each storage call
+    /// that answered (the writer's heartbeat).
+    pub fn open_with_progress(
+        location: &str,
+        timeout: Duration,
+        progress: Option<crate::storage::timeout::Progress>,
+    ) -> Result<DeltaTables, String> {
         register_handlers();
         // One worker, so that the HDFS client's connection tasks keep
         // running between commits.
@@ -401,10 +427,27 @@ impl DeltaTables {
             .enable_all()
             .build()
             .map_err(|e| format!("a runtime for Delta commits: {e}"))?;
+        let root = root_url(location)?;
+        let store = {
+            // The store delta-rs would make for the warehouse (HDFS clients
+            // connect from the runtime), each call bounded.
+            let _guard = rt.enter();
+            let inner = deltalake::DeltaTableBuilder::from_url(root.clone())
+                .and_then(|b| b.build_storage())
+                .map_err(|e| format!("the warehouse {location}: {e}"))?
+                .root_object_store(None);
+            let bounded = TimeoutStore::new(inner, timeout);
+            Arc::new(match &progress {
+                Some(p) => bounded.with_progress(p.clone()),
+                None => bounded,
+            }) as Arc<dyn ObjectStore>
+        };
         Ok(DeltaTables {
-            root: root_url(location)?,
+            root,
             rt: Some(rt),
+            store,
             timeout,
+            progress,
             log_retention: DEFAULT_LOG_RETENTION,
             tables: Mutex::new(HashMap::new()),
         })
@@ -423,22 +466,47 @@ impl DeltaTables {
             .map_err(|e| table_err(table, e))
     }
 
+    /// Runs `f` on the private runtime. Each storage call in it is bounded
+    /// by the timeout; the whole only by [`OPERATION_CAP`] (a backstop
+    /// against a bug, far above any log replay), and it reports progress
+    /// every second meanwhile (the writer's heartbeat: a long replay is
+    /// not a stuck thread).
     fn block<T>(
         &self,
         table: &str,
         f: impl std::future::Future<Output = Result<T, DeltaError>>,
     ) -> Result<T, DeltaError> {
         let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        let cap = OPERATION_CAP.max(self.timeout * 60);
         rt.block_on(async {
-            tokio::time::timeout(self.timeout, f)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(DeltaError::Timeout {
-                        table: table.to_owned(),
-                        timeout: self.timeout,
-                    })
-                })
+            let ticking = async {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Some(p) = &self.progress {
+                        p();
+                    }
+                }
+            };
+            tokio::select! {
+                r = tokio::time::timeout(cap, f) => r.unwrap_or_else(|_| {
+                    Err(table_err(table, format!(
+                        "the operation did not end within {}",
+                        humantime::format_duration(cap)
+                    )))
+                }),
+                () = ticking => unreachable!("the ticker never ends"),
+            }
         })
+    }
+
+    /// `table`, not loaded, over the warehouse's bounded store.
+    fn unloaded(&self, table: &str) -> Result<DeltaTable, DeltaError> {
+        let url = self.table_url(table)?;
+        deltalake::DeltaTableBuilder::from_url(url.clone())
+            .map(|b| b.with_storage_backend(self.store.clone(), url))
+            .and_then(|b| b.build())
+            .map_err(|e| table_err(table, e))
     }
 
     /// The table, loaded (or refreshed) to its latest version; `None` when
@@ -447,9 +515,7 @@ impl DeltaTables {
         let cached = self.tables.lock().unwrap().remove(table);
         let mut t = match cached {
             Some(t) => t,
-            None => DeltaTable::try_from_url(self.table_url(table)?)
-                .await
-                .map_err(|e| table_err(table, e))?,
+            None => self.unloaded(table)?,
         };
         if t.version().is_some() {
             t.update_incremental(None)
@@ -527,9 +593,8 @@ impl DeltaTables {
             None => {
                 let schema = widened(table, None, files)?
                     .ok_or_else(|| table_err(table, "a new table needs columns"))?;
-                let created = DeltaTable::try_from_url(self.table_url(table)?)
-                    .await
-                    .map_err(|e| table_err(table, e))?
+                let created = self
+                    .unloaded(table)?
                     .create()
                     .with_columns(schema.fields().cloned())
                     .with_partition_columns(["dt"])

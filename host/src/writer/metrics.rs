@@ -53,6 +53,12 @@ pub const DEDUP_STATE_MISSING: &str = "eventsift_writer_dedup_state_missing_tota
 pub const ORPHANS: &str = "eventsift_writer_orphans_removed_total";
 /// Committed files found missing under both names (deleted by hand).
 pub const MISSING_FILES: &str = "eventsift_writer_missing_files_total";
+/// Ranges whose rows could not be encoded into Parquet (not committed;
+/// the partition stops).
+pub const ENCODE_FAILURES: &str = "eventsift_writer_encode_failures_total";
+/// Attempts at taking a partition that failed (the warehouse or the
+/// source did not answer); retried, then given up for a while.
+pub const TAKE_FAILURES: &str = "eventsift_writer_take_failures_total";
 /// Seeks of the source that failed (retried).
 pub const SEEK_FAILURES: &str = "eventsift_writer_seek_failures_total";
 /// Plugin versions refused at write time because they change a table's

@@ -102,6 +102,9 @@ pub struct Status {
     pub committed: Mutex<HashMap<i32, i64>>,
     /// Routed (not yet necessarily committed) position per partition.
     pub routed: Mutex<HashMap<i32, i64>>,
+    /// The source position each partition was assigned at (past the chain's
+    /// end only after an accepted retention gap).
+    pub resumed: Mutex<HashMap<i32, i64>>,
     /// Records not yet committed per partition (when known).
     pub lag: Mutex<HashMap<i32, i64>>,
     /// Partitions assigned but not consumed, with the reason.
@@ -118,12 +121,14 @@ pub struct Status {
     pub beats: Beats,
     /// The flush interval (readiness counts commits in intervals).
     pub flush_interval: Mutex<Duration>,
+    /// The sink is inside a commit (its storage calls beat for it).
+    pub sink_committing: AtomicBool,
 }
 
-/// Whether every partition this writer was assigned is routed (or
-/// committed) up to its entry in `ends` (`--exit-at-end`): stopping the
-/// writer then commits all of it. False until a partition is assigned; an
-/// error naming the partition once one stopped (it will not get there).
+/// Whether every partition of `ends` is taken and routed (or committed) up
+/// to its end (`--exit-at-end`): stopping the writer then commits all of
+/// it. False until every one is taken; an error naming the partition once
+/// one stopped (it will not get there).
 pub fn drained(status: &Status, ends: &HashMap<i32, i64>) -> Result<bool, String> {
     if let Some((p, why)) = status
         .stopped
@@ -136,11 +141,47 @@ pub fn drained(status: &Status, ends: &HashMap<i32, i64>) -> Result<bool, String
     }
     let committed = status.committed.lock().unwrap_or_else(|p| p.into_inner());
     let routed = status.routed.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(!committed.is_empty()
-        && committed.iter().all(|(p, &c)| {
-            let at = routed.get(p).copied().unwrap_or(c).max(c);
-            ends.get(p).is_none_or(|&end| at >= end)
+    let resumed = status.resumed.lock().unwrap_or_else(|p| p.into_inner());
+    // Every partition of `ends`, once taken (takes come one at a time);
+    // positions below where it resumed were skipped deliberately.
+    Ok(!ends.is_empty()
+        && ends.iter().all(|(p, &end)| {
+            committed.get(p).is_some_and(|&c| {
+                let at = c
+                    .max(routed.get(p).copied().unwrap_or(c))
+                    .max(resumed.get(p).copied().unwrap_or(c));
+                at >= end
+            })
         }))
+}
+
+/// After a drain (`--exit-at-end`) stopped: `Ok` only when every partition
+/// of `ends` is committed up to its end (or was assigned at or past it,
+/// with nothing to commit); otherwise the partitions that are not, with
+/// where they stand, so the drain exits non-zero.
+pub fn drain_complete(status: &Status, ends: &HashMap<i32, i64>) -> Result<(), String> {
+    let committed = status.committed.lock().unwrap_or_else(|p| p.into_inner());
+    let resumed = status.resumed.lock().unwrap_or_else(|p| p.into_inner());
+    let mut short: Vec<String> = ends
+        .iter()
+        .filter(|&(p, &end)| {
+            let nothing_to_commit = resumed.get(p).is_some_and(|&r| r >= end);
+            !nothing_to_commit && committed.get(p).is_none_or(|&c| c < end)
+        })
+        .map(|(p, end)| match committed.get(p) {
+            Some(c) => format!("partition {p} committed up to {c} of {end}"),
+            None => format!("partition {p} not committed (end {end})"),
+        })
+        .collect();
+    if short.is_empty() {
+        return Ok(());
+    }
+    short.sort();
+    Err(format!(
+        "the drain's final commit did not reach the end it read: {}; what was not committed \
+         is read again by the next run",
+        short.join(", ")
+    ))
 }
 
 /// When each writer thread last showed it is not stuck (Unix ms; 0: not
@@ -273,15 +314,29 @@ impl Writer {
             Input::Kafka(k) => k.topic.clone(),
         };
         delta::settle_format(&wh, config.table_format).map_err(|e| anyhow::anyhow!(e))?;
+        let status = Arc::new(Status::default());
         let mut commits = Commits::new(wh.clone(), &source_name, &writer_id, config.keep_records);
         if config.table_format == delta::TableFormat::Delta {
-            let tables = delta::DeltaTables::open(&config.warehouse, config.warehouse_timeout)
-                .map_err(|e| anyhow::anyhow!(e))?;
+            // A long Delta commit of the sink's that progresses call by
+            // call keeps the sink alive (each call is bounded).
+            let sink_beat = {
+                let status = status.clone();
+                Arc::new(move || {
+                    if status.sink_committing.load(Ordering::Relaxed) {
+                        Beats::beat(&status.beats.sink);
+                    }
+                }) as crate::storage::timeout::Progress
+            };
+            let tables = delta::DeltaTables::open_with_progress(
+                &config.warehouse,
+                config.warehouse_timeout,
+                Some(sink_beat),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?;
             commits = commits.with_delta(Arc::new(tables));
         }
         let commits = Arc::new(commits);
         let pump_stop = Arc::new(AtomicBool::new(false));
-        let status = Arc::new(Status::default());
         let taker = Taker {
             commits: commits.clone(),
             options: config.take.clone(),
@@ -406,8 +461,16 @@ enum Pumped {
     },
 }
 
+/// The generation of a partition whose source is being sought back
+/// ([`PumpCommand::Rewind`]): no chunk carries it.
+const REWINDING: u64 = u64::MAX;
+
 /// What the router asks of the source thread.
 enum PumpCommand {
+    /// Read the partition again from the position (a chunk the router
+    /// could not route); the router takes its chunks again once the seek
+    /// is made (a [`Pumped::Skip`] to the position, new generation).
+    Rewind(i32, i64),
     /// Take the partition again (fenced) and continue at its chain's end.
     Retake(i32),
     /// Everything below the position is committed.
@@ -443,42 +506,134 @@ fn pump(
     let mut last_lag = Instant::now();
     let mut last_seek = Instant::now() - Duration::from_secs(1);
     let send = |m: Pumped| send_beating(&tx, m, &status.beats.source).is_ok();
+    // Takes run on their own thread; per partition the ticket of the take
+    // awaited, and when to try again a take that was given up.
+    let mut takes = match source::TakeThread::start(source.taker(), source.viewer()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("cannot start the take thread: {e}");
+            return;
+        }
+    };
+    let mut taking: HashMap<i32, u64> = HashMap::new();
+    let mut retry_at: HashMap<i32, Instant> = HashMap::new();
+    // The partitions the group assigned to this writer (a command for
+    // another, sent before the router saw a revoke, is ignored).
+    let mut assigned: std::collections::HashSet<i32> = Default::default();
     'run: while !stop.load(Ordering::SeqCst) {
         Beats::beat(&status.beats.source);
+        // Assignment changes first: an answer of the take thread is only
+        // applied to the assignment it was asked for.
+        for change in source.take_changes() {
+            let generation = match &change {
+                Change::Pending { partition } => {
+                    // Assigned by the group, paused: taken on the take thread.
+                    assigned.insert(*partition);
+                    gens.remove(partition);
+                    fetched.remove(partition);
+                    pending.remove(partition);
+                    retry_at.remove(partition);
+                    source.pause(*partition);
+                    taking.insert(*partition, takes.take(*partition));
+                    continue;
+                }
+                Change::Assigned { partition, resume } => {
+                    assigned.insert(*partition);
+                    let generation = next_gen();
+                    gens.insert(*partition, generation);
+                    fetched.insert(*partition, resume.source);
+                    pending.remove(partition);
+                    committed.insert(*partition, resume.chain);
+                    generation
+                }
+                Change::Revoked { partition } | Change::Stopped { partition, .. } => {
+                    if matches!(change, Change::Revoked { .. }) {
+                        // Cancels a take in progress; released after it.
+                        assigned.remove(partition);
+                        taking.remove(partition);
+                        retry_at.remove(partition);
+                        takes.release(*partition);
+                    }
+                    gens.remove(partition);
+                    fetched.remove(partition);
+                    pending.remove(partition);
+                    committed.remove(partition);
+                    status.lag.lock().unwrap().remove(partition);
+                    0
+                }
+            };
+            if !send(Pumped::Change(change, generation)) {
+                break 'run;
+            }
+        }
+        for answer in takes.answers() {
+            match answer {
+                source::Taken::Yes {
+                    partition,
+                    ticket,
+                    resume,
+                } if taking.get(&partition) == Some(&ticket) => {
+                    taking.remove(&partition);
+                    pending.insert(partition, Pending::Assign(resume));
+                    last_seek = Instant::now() - Duration::from_secs(1);
+                }
+                source::Taken::No {
+                    partition,
+                    ticket,
+                    reason,
+                    retry,
+                } if taking.get(&partition) == Some(&ticket) => {
+                    taking.remove(&partition);
+                    tracing::error!(partition, "not consuming the partition: {reason}");
+                    if retry {
+                        retry_at.insert(partition, Instant::now() + source::TAKE_RETRY_AFTER);
+                    }
+                    if !send(Pumped::Change(Change::Stopped { partition, reason }, 0)) {
+                        break 'run;
+                    }
+                }
+                // Answers to takes a revoke or a newer take replaced.
+                _ => {}
+            }
+        }
+        let due: Vec<i32> = retry_at
+            .iter()
+            .filter(|(_, at)| Instant::now() >= **at)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            retry_at.remove(&p);
+            if assigned.contains(&p) {
+                taking.insert(p, takes.take(p));
+            }
+        }
         while let Ok(cmd) = commands.try_recv() {
             match cmd {
-                PumpCommand::Retake(p) => {
+                PumpCommand::Retake(p) if assigned.contains(&p) => {
                     gens.remove(&p);
-                    match source.retake(p) {
-                        Ok(Some(resume)) => {
-                            pending.insert(p, Pending::Assign(resume));
-                            last_seek = Instant::now() - Duration::from_secs(1);
-                        }
-                        Ok(None) => {}
-                        Err(reason) => {
-                            source.pause(p);
-                            if !send(Pumped::Change(
-                                Change::Stopped {
-                                    partition: p,
-                                    reason,
-                                },
-                                0,
-                            )) {
-                                break 'run;
-                            }
-                        }
-                    }
+                    fetched.remove(&p);
+                    pending.remove(&p);
+                    source.pause(p);
+                    taking.insert(p, takes.take(p));
                 }
                 PumpCommand::Committed(p, pos) => {
                     source.committed(p, pos);
                     committed.insert(p, pos);
                 }
-                PumpCommand::Halt(p) => {
+                PumpCommand::Rewind(p, to) if assigned.contains(&p) => {
+                    if gens.remove(&p).is_some() {
+                        pending.insert(p, Pending::Skip(to));
+                        last_seek = Instant::now() - Duration::from_secs(1);
+                    }
+                }
+                PumpCommand::Halt(p) if assigned.contains(&p) => {
                     source.pause(p);
                     gens.remove(&p);
                     fetched.remove(&p);
                     pending.remove(&p);
                 }
+                // For a partition revoked meanwhile: not ours any more.
+                PumpCommand::Retake(_) | PumpCommand::Rewind(..) | PumpCommand::Halt(_) => {}
             }
         }
         if !pending.is_empty() && last_seek.elapsed() >= Duration::from_millis(500) {
@@ -495,13 +650,22 @@ fn pump(
                         gens.insert(p, generation);
                         fetched.insert(p, to);
                         let msg = match pending.remove(&p) {
-                            Some(Pending::Assign(resume)) => Pumped::Change(
-                                Change::Assigned {
-                                    partition: p,
-                                    resume,
-                                },
-                                generation,
-                            ),
+                            Some(Pending::Assign(resume)) => {
+                                source.resume(p);
+                                committed.insert(p, resume.chain);
+                                tracing::info!(
+                                    "partition {p} taken at position {} (the chain ends at {})",
+                                    resume.source,
+                                    resume.chain
+                                );
+                                Pumped::Change(
+                                    Change::Assigned {
+                                        partition: p,
+                                        resume,
+                                    },
+                                    generation,
+                                )
+                            }
                             _ => Pumped::Skip {
                                 partition: p,
                                 to,
@@ -523,29 +687,6 @@ fn pump(
                 }
             }
         }
-        for change in source.take_changes() {
-            let generation = match &change {
-                Change::Assigned { partition, resume } => {
-                    let generation = next_gen();
-                    gens.insert(*partition, generation);
-                    fetched.insert(*partition, resume.source);
-                    pending.remove(partition);
-                    committed.insert(*partition, resume.chain);
-                    generation
-                }
-                Change::Revoked { partition } | Change::Stopped { partition, .. } => {
-                    gens.remove(partition);
-                    fetched.remove(partition);
-                    pending.remove(partition);
-                    committed.remove(partition);
-                    status.lag.lock().unwrap().remove(partition);
-                    0
-                }
-            };
-            if !send(Pumped::Change(change, generation)) {
-                break 'run;
-            }
-        }
         let t0 = Instant::now();
         let mut chunks = source.poll(POLL_MAX, POLL_MAX_BYTES, Duration::from_millis(100));
         let took = t0.elapsed();
@@ -564,6 +705,10 @@ fn pump(
             break;
         }
         for (p, from, to) in source.gaps(&fetched) {
+            if matches!(pending.get(&p), Some(Pending::Assign(_))) {
+                // Being taken: its take's position is sought next.
+                continue;
+            }
             gens.remove(&p);
             if accept_gaps {
                 tracing::warn!(
@@ -619,6 +764,8 @@ fn pump(
             source.committed(p, pos);
         }
     }
+    // The take thread first: it holds the consumer too.
+    drop(takes);
     if let Source::Kafka(k) = source {
         k.close();
     }
@@ -738,6 +885,19 @@ fn run(
                             })?;
                         }
                     }
+                    FromSink::Failed {
+                        partition,
+                        epoch,
+                        reason,
+                    } => {
+                        if next.get(&partition).is_some_and(|(_, _, e)| *e == epoch) {
+                            next.remove(&partition);
+                            router.drop_window(partition);
+                            let _ = commands.send(PumpCommand::Halt(partition));
+                            status.stopped.lock().unwrap().insert(partition, reason);
+                            stopped_gauge(status);
+                        }
+                    }
                     FromSink::Fenced { partition, epoch } => {
                         if next.get(&partition).is_some_and(|(_, _, e)| *e == epoch) {
                             next.remove(&partition);
@@ -767,6 +927,11 @@ fn run(
                                 .lock()
                                 .unwrap()
                                 .insert(partition, resume.chain);
+                            status
+                                .resumed
+                                .lock()
+                                .unwrap()
+                                .insert(partition, resume.source);
                             status.stopped.lock().unwrap().remove(&partition);
                             send(ToSink::Assign {
                                 partition,
@@ -782,6 +947,7 @@ fn run(
                             // --exit-at-end count this writer's partitions).
                             status.committed.lock().unwrap().remove(&partition);
                             status.routed.lock().unwrap().remove(&partition);
+                            status.resumed.lock().unwrap().remove(&partition);
                             send(ToSink::Drop { partition })?;
                         }
                         Change::Stopped { partition, reason } => {
@@ -790,6 +956,7 @@ fn run(
                             status.stopped.lock().unwrap().insert(partition, reason);
                             send(ToSink::Drop { partition })?;
                         }
+                        Change::Pending { .. } => {}
                     }
                     stopped_gauge(status);
                     continue;
@@ -848,8 +1015,26 @@ fn run(
                     from = first;
                 }
                 let Some(routed) = router.route(&chunk, from, stop) else {
-                    break; // stopping before the chunk was routed: read again later
+                    // Stopping before the chunk could be routed (nothing of
+                    // it was): read it again from `from`. Until the source
+                    // has sought back, no chunk counts (the next one would
+                    // look like a gap).
+                    next.insert(chunk.partition, (from, REWINDING, epoch));
+                    let _ = commands.send(PumpCommand::Rewind(chunk.partition, from));
+                    continue;
                 };
+                if let Some(reason) = routed.failed {
+                    let p = chunk.partition;
+                    tracing::error!(partition = p, position = from, "{reason}");
+                    ::metrics::counter!(metrics::ENCODE_FAILURES).increment(1);
+                    next.remove(&p);
+                    router.drop_window(p);
+                    let _ = commands.send(PumpCommand::Halt(p));
+                    status.stopped.lock().unwrap().insert(p, reason);
+                    stopped_gauge(status);
+                    send(ToSink::Drop { partition: p })?;
+                    continue;
+                }
                 next.insert(chunk.partition, (last + 1, generation, epoch));
                 status
                     .routed

@@ -78,6 +78,9 @@ pub struct Routed {
     pub tables: Vec<TableBatch>,
     /// Client-named ids seen for the first time (id, event µs).
     pub ids: Vec<(u128, i64)>,
+    /// Rows of the chunk could not be built (a bug): the chunk must not
+    /// count, and its partition stops (why).
+    pub failed: Option<String>,
 }
 
 pub struct Router {
@@ -161,10 +164,15 @@ impl Router {
         if self.dedup.window.is_zero() {
             return true;
         }
+        // One budget over the partitions consumed: the others' windows
+        // shrink to the new share first, and this one loads within it.
+        self.windows.remove(&partition);
+        let share = self.dedup.share(self.windows.len() + 1);
+        self.reshare(share);
         let mut backoff = Duration::from_millis(200);
         let loaded = loop {
             beat();
-            match dedup::load(commits, partition, &self.dedup) {
+            match dedup::load(commits, partition, &share) {
                 Ok(l) => break l,
                 Err(e) => {
                     if stop.load(Ordering::SeqCst) {
@@ -192,6 +200,18 @@ impl Router {
                 loaded.since_snapshot
             );
         }
+        let trimmed = loaded.window.evicted.by_bound;
+        if trimmed > 0 {
+            ::metrics::counter!(super::metrics::DEDUP_EVICTED, "reason" => "share")
+                .increment(trimmed);
+            tracing::warn!(
+                partition,
+                "the deduplication window read for this partition was cut by {trimmed} ids to \
+                 its share of the budget ({} ids over {} partitions)",
+                self.dedup.max_ids,
+                self.windows.len() + 1
+            );
+        }
         let mut part = PartDedup::new(partition, loaded.window);
         part.since_snapshot = loaded.since_snapshot;
         part.any = loaded.any;
@@ -200,9 +220,31 @@ impl Router {
         true
     }
 
-    /// Forgets `partition`'s window (revoked, stopped, or to be read again).
+    /// Forgets `partition`'s window (revoked, stopped, or to be read
+    /// again); the others get its share back.
     pub fn drop_window(&mut self, partition: i32) {
-        self.windows.remove(&partition);
+        if self.windows.remove(&partition).is_some() && !self.windows.is_empty() {
+            self.reshare(self.dedup.share(self.windows.len()));
+        }
+    }
+
+    /// Resizes every window to `share`, counting the ids trimmed.
+    fn reshare(&mut self, share: DedupLimits) {
+        let mut trimmed = 0;
+        for part in self.windows.values_mut() {
+            trimmed += part.window.resize(&share);
+            part.ids.set(part.window.len() as f64);
+        }
+        if trimmed > 0 {
+            ::metrics::counter!(super::metrics::DEDUP_EVICTED, "reason" => "share")
+                .increment(trimmed);
+            tracing::warn!(
+                "the deduplication windows were cut by {trimmed} ids to their share of the \
+                 budget ({} ids over {} partitions)",
+                self.dedup.max_ids,
+                self.windows.len()
+            );
+        }
     }
 
     /// After a commit of `partition` up to `next`: a snapshot of its window
@@ -291,6 +333,16 @@ impl Router {
         Some(answer)
     }
 
+    /// The failpoint `admit_fail`: the schema cannot be read; retried
+    /// until stopping (then `None`, as [`Router::admitted`] would).
+    fn admitted_or_stop(&mut self, stop: &AtomicBool) -> Option<Result<(), String>> {
+        while !stop.load(Ordering::SeqCst) {
+            tracing::warn!("reading the table schema (retrying): failpoint admit_fail");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
     /// Waits for plugins of the unknown event types in `decoded`, bounded:
     /// only while the loaded set is settling (files pending, or a change
     /// less than `plugin_wait` ago: a drop-in the API may have loaded
@@ -347,7 +399,8 @@ impl Router {
     }
 
     /// Routes the records of `chunk` at or after `from`; `None` when
-    /// stopping before it could (nothing of the chunk was routed). A record
+    /// stopping before it could: then nothing of the chunk was routed or
+    /// remembered (the caller reads it again from `from`). A record
     /// whose client-named id the partition's window has seen is a retry
     /// of one routed before: it is dropped (and counted).
     pub fn route(&mut self, chunk: &Chunk, from: i64, stop: &AtomicBool) -> Option<Routed> {
@@ -366,11 +419,47 @@ impl Router {
         self.wait_for_plugins(&decoded);
         let snapshot = self.registry.snapshot();
 
+        // Each record's plugin (an index into `plugins`; NONE: a decode
+        // error or no plugin), and admission of each plugin first: a chunk
+        // that cannot be routed now (stopping while the warehouse does not
+        // answer) returns before anything of it is remembered, so the
+        // caller can read it again from `from`.
+        const NONE: u32 = u32::MAX;
+        let mut plugins: Vec<(Arc<LoadedPlugin>, Result<(), String>)> = Vec::new();
+        let mut owner: Vec<u32> = Vec::with_capacity(decoded.len());
+        for d in &decoded {
+            let Some(p) = d
+                .as_ref()
+                .ok()
+                .and_then(|d| snapshot.get(&d.head.event_type))
+            else {
+                owner.push(NONE);
+                continue;
+            };
+            if let Some(k) = plugins.iter().position(|(q, _)| Arc::ptr_eq(q, p)) {
+                owner.push(k as u32);
+                continue;
+            }
+            let cached = self.known(p).admitted.clone();
+            let answer = if let Some(a) = cached {
+                a
+            } else if crate::faults::fires("admit_fail") {
+                // A schema read that keeps failing: asked again while the
+                // writer runs; when stopping, the chunk is not routed.
+                self.admitted_or_stop(stop)?
+            } else {
+                self.admitted(p, stop)?
+            };
+            owner.push(plugins.len() as u32);
+            plugins.push((p.clone(), answer));
+        }
+
         // Retries: the ids this partition has routed before.
         let t_dedup = Instant::now();
         let mut new_ids: Vec<(u128, i64)> = Vec::new();
         let mut duplicate = vec![false; decoded.len()];
-        let limits = self.dedup;
+        let partitions = self.windows.len() + usize::from(!self.windows.contains_key(&partition));
+        let limits = self.dedup.share(partitions);
         // A zero window (the library's, for the benchmark's comparison; the
         // daemon's configuration refuses it) turns deduplication off.
         let off = limits.window.is_zero();
@@ -455,9 +544,13 @@ impl Router {
             rows.push(r);
         };
         // Group record indices (into `decoded`) by plugin.
-        let mut groups: Vec<(Arc<LoadedPlugin>, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<Vec<usize>> = vec![Vec::new(); plugins.len()];
         for (i, d) in decoded.iter().enumerate() {
             if duplicate[i] {
+                continue;
+            }
+            if owner[i] != NONE {
+                groups[owner[i] as usize].push(i);
                 continue;
             }
             let offset = chunk.offsets[first + i];
@@ -478,46 +571,32 @@ impl Router {
                         host: None,
                     },
                 ),
-                Ok(d) => match snapshot.get(&d.head.event_type) {
-                    Some(p) => match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, p)) {
-                        Some((_, idx)) => idx.push(i),
-                        None => groups.push((p.clone(), vec![i])),
-                    },
-                    None => {
-                        let reason = format!("no plugin owns event type {:?}", d.head.event_type);
-                        reject(
-                            &mut rejected,
-                            Rejection {
-                                at_micros: now,
-                                stage: Stage::Route,
-                                reason: &reason,
-                                event_type: Some(&d.head.event_type),
-                                plugin: None,
-                                raw,
-                                partition,
-                                offset,
-                                user_id: d.head.user_id.as_deref(),
-                                host: d.head.host.as_deref(),
-                            },
-                        )
-                    }
-                },
-            }
-        }
-
-        let mut admitted = Vec::with_capacity(groups.len());
-        for (plugin, _) in &groups {
-            match self.admitted(plugin, stop) {
-                Some(a) => admitted.push(a),
-                None => {
-                    // Not routed: the window must not keep this chunk's ids.
-                    self.windows.remove(&partition);
-                    return None;
+                Ok(d) => {
+                    let reason = format!("no plugin owns event type {:?}", d.head.event_type);
+                    reject(
+                        &mut rejected,
+                        Rejection {
+                            at_micros: now,
+                            stage: Stage::Route,
+                            reason: &reason,
+                            event_type: Some(&d.head.event_type),
+                            plugin: None,
+                            raw,
+                            partition,
+                            offset,
+                            user_id: d.head.user_id.as_deref(),
+                            host: d.head.host.as_deref(),
+                        },
+                    )
                 }
             }
         }
+
         let mut out = Vec::new();
-        for ((plugin, idx), admitted) in groups.into_iter().zip(admitted) {
+        for ((plugin, admitted), idx) in plugins.into_iter().zip(groups) {
+            if idx.is_empty() {
+                continue;
+            }
             if let Err(why) = admitted {
                 let meta = &plugin.meta;
                 for &i in &idx {
@@ -662,6 +741,7 @@ impl Router {
             }
             self.times.arrow += t3.elapsed();
         }
+        let mut failed = None;
         if !rejected.is_empty() {
             match rejected.finish() {
                 Ok(batch) => out.push(TableBatch {
@@ -669,12 +749,15 @@ impl Router {
                     day: table::day_of(now),
                     batch,
                 }),
-                Err(e) => tracing::error!(
-                    table = %self.rejected_table,
-                    partition = chunk.partition,
-                    position = from,
-                    "cannot build rejected_events rows: {e}"
-                ),
+                Err(e) => {
+                    failed = Some(format!(
+                        "partition {}: cannot build the rejected_events rows of positions \
+                         {from}..{}: {e}; they are not committed and the partition is stopped \
+                         (a bug: please report it with this message); a restart reads them again",
+                        chunk.partition,
+                        chunk.offsets.last().map_or(from, |l| l + 1)
+                    ));
+                }
             }
         }
         for (stage, n) in counts {
@@ -688,6 +771,7 @@ impl Router {
         Some(Routed {
             tables: out,
             ids: new_ids,
+            failed,
         })
     }
 }

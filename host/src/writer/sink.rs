@@ -73,6 +73,13 @@ pub enum FromSink {
     },
     /// Another writer committed the partition first; recover it.
     Fenced { partition: i32, epoch: u64 },
+    /// Rows could not be encoded: the range was not committed and the
+    /// partition must stop (the reason says why).
+    Failed {
+        partition: i32,
+        epoch: u64,
+        reason: String,
+    },
 }
 
 /// Rotation and memory caps.
@@ -101,6 +108,9 @@ struct Part {
     ids: Vec<(u128, i64)>,
     /// A deduplication snapshot to commit with the next range.
     snapshot: Option<(i64, u64, Bytes)>,
+    /// Rows of the range could not be encoded (why): the range must not
+    /// commit, since its positions would move past rows not written.
+    failed: Option<String>,
 }
 
 /// Time spent by the sink (for the benchmark's breakdown).
@@ -205,6 +215,7 @@ impl Sink {
                             rows: 0,
                             ids: Vec::new(),
                             snapshot: None,
+                            failed: None,
                         },
                     );
                 }
@@ -268,6 +279,9 @@ impl Sink {
         }
         part.next = next;
         for tb in tables {
+            if part.failed.is_some() {
+                break;
+            }
             let schema = tb.batch.schema();
             let found = part
                 .files
@@ -276,31 +290,43 @@ impl Sink {
             let i = match found {
                 Some(i) => i,
                 None => {
-                    let writer = ArrowWriter::try_new(
+                    match ArrowWriter::try_new(
                         Vec::with_capacity(1 << 20),
                         schema.clone(),
                         Some(self.props.clone()),
-                    )
-                    .expect("an Arrow schema of supported types maps to Parquet");
-                    part.files.push(OpenFile {
-                        table: tb.table.clone(),
-                        day: tb.day,
-                        schema,
-                        writer,
-                        rows: 0,
-                    });
+                    ) {
+                        Ok(writer) => part.files.push(OpenFile {
+                            table: tb.table.clone(),
+                            day: tb.day,
+                            schema,
+                            writer,
+                            rows: 0,
+                        }),
+                        Err(e) => {
+                            part.failed = Some(format!(
+                                "cannot encode rows of table {} (its schema has no Parquet \
+                                 form): {e}",
+                                tb.table
+                            ));
+                            break;
+                        }
+                    }
                     part.files.len() - 1
                 }
             };
             let f = &mut part.files[i];
-            if let Err(e) = f.writer.write(&tb.batch) {
-                // Writing to memory fails only on a bug; say so loudly.
-                tracing::error!(
-                    table = %tb.table,
-                    partition,
-                    position = next,
-                    "cannot encode rows: {e}"
-                );
+            let written = if crate::faults::fires("encode_fail") {
+                Err("failpoint encode_fail: injected error".to_owned())
+            } else {
+                f.writer.write(&tb.batch).map_err(|e| e.to_string())
+            };
+            if let Err(e) = written {
+                part.failed = Some(format!(
+                    "cannot encode {} rows of table {}: {e}",
+                    tb.batch.num_rows(),
+                    tb.table
+                ));
+                break;
             }
             f.rows += tb.batch.num_rows() as u64;
             part.rows += tb.batch.num_rows() as u64;
@@ -315,7 +341,14 @@ impl Sink {
             .flat_map(|p| &p.files)
             .map(|f| f.writer.memory_size() + f.writer.inner().len())
             .sum::<usize>()
-            + self.parts.values().map(|p| p.ids.len() * 24).sum::<usize>()
+            + self
+                .parts
+                .values()
+                .map(|p| {
+                    p.ids.capacity() * std::mem::size_of::<(u128, i64)>()
+                        + p.snapshot.as_ref().map_or(0, |(_, _, data)| data.len())
+                })
+                .sum::<usize>()
     }
 
     fn flush_all(&mut self) {
@@ -324,6 +357,27 @@ impl Sink {
         for p in ps {
             self.flush(p);
         }
+    }
+
+    /// Rows of `partition`'s range `start..end` could not be encoded: the
+    /// range is not committed (its positions must not move past rows that
+    /// were not written), its rows are dropped, and the router stops the
+    /// partition with `why`.
+    fn fail(&mut self, partition: i32, epoch: u64, start: i64, end: i64, why: String) {
+        metrics::counter!(m::ENCODE_FAILURES).increment(1);
+        let reason = format!(
+            "{} partition {partition}: {why}; positions {start}..{end} are not committed and \
+             the partition is stopped (a bug: please report it with this message); a restart \
+             reads them again",
+            self.source
+        );
+        tracing::error!(partition, position = start, "{reason}");
+        self.parts.remove(&partition);
+        let _ = self.feedback.send(FromSink::Failed {
+            partition,
+            epoch,
+            reason,
+        });
     }
 
     /// Commits what `partition` buffered; retries while the warehouse fails
@@ -357,7 +411,12 @@ impl Sink {
         }
         let t0 = Instant::now();
         let (start, end, epoch) = (part.start, part.next, part.epoch);
+        if let Some(why) = part.failed.take() {
+            self.fail(partition, epoch, start, end, why);
+            return;
+        }
         let mut pending = Vec::with_capacity(part.files.len());
+        let mut unfinished: Option<String> = None;
         let mut seq: HashMap<(Arc<str>, i32), u32> = HashMap::new();
         // Chains after the first name their files apart: a new chain's
         // positions may repeat an old one's.
@@ -381,15 +440,22 @@ impl Sink {
                     rows: f.rows,
                     data: Bytes::from(data),
                 }),
-                Err(e) => tracing::error!(
-                    table = %f.table,
-                    partition,
-                    position = start,
-                    file = %name,
-                    "cannot finish a Parquet file: {e}"
-                ),
+                Err(e) => {
+                    unfinished.get_or_insert(format!(
+                        "cannot finish the Parquet file {name} ({} rows): {e}",
+                        f.rows
+                    ));
+                }
             }
         }
+        if let Some(why) = unfinished {
+            self.fail(partition, epoch, start, end, why);
+            return;
+        }
+        let part = self
+            .parts
+            .get_mut(&partition)
+            .expect("the partition is still buffered");
         part.rows = 0;
         let dedup = PendingDedup {
             ids: (!part.ids.is_empty()).then(|| {
@@ -407,16 +473,21 @@ impl Sink {
         let mut backoff = Duration::from_millis(200);
         let give_up = || self.giving_up();
         let outcome = loop {
-            match self
+            self.status.sink_committing.store(true, Ordering::Relaxed);
+            let attempt = self
                 .commits
-                .commit_with(partition, start, end, &pending, &dedup, &give_up)
-            {
+                .commit_with(partition, start, end, &pending, &dedup, &give_up);
+            self.status.sink_committing.store(false, Ordering::Relaxed);
+            match attempt {
                 Ok((outcome, _)) => break Some(outcome),
                 Err(e @ CommitError::Unresolved(_)) => {
+                    // The attempt stays for recovery to resolve: whoever
+                    // takes the partition next (this writer, at once,
+                    // unless it is stopping) reads the record or its absence.
                     tracing::warn!(
                         partition,
                         position = start,
-                        "stopping: {e}; it is resolved after the restart"
+                        "{e}; the partition is taken again, which resolves it"
                     );
                     break None;
                 }

@@ -2,13 +2,19 @@
 //! Kafka topic through a consumer group.
 //!
 //! Positions come from the warehouse's commit chains, never from Kafka's
-//! group offsets: when the group assigns a partition, the rebalance callback
-//! takes the partition ([`Commits::take`]: the chain is checked against the
-//! source's identity and extent) and assigns it at the chain's end, or
-//! leaves it unconsumed when the chain does not fit the source (the reason
-//! is logged and reported). Group offsets are still committed after each
-//! warehouse commit, for monitoring (`kafka-consumer-groups --describe`
-//! shows the lag).
+//! group offsets. When the group assigns partitions, the rebalance callback
+//! only assigns them, paused; the [`TakeThread`] then takes each one
+//! ([`Commits::take`]: the chain is checked against the source's identity
+//! and extent), and the source thread seeks it to the chain's end and
+//! resumes it. Nothing in the callback waits for the warehouse, so an
+//! outage cannot outlast `max.poll.interval.ms` there. A take that keeps
+//! failing is given up after [`TAKE_ATTEMPTS`] attempts: the partition is
+//! reported stopped with the error, and tried again every
+//! [`TAKE_RETRY_AFTER`]; a chain that does not fit the source stops it for
+//! good (the reason is logged and reported). A revoke cancels a take in
+//! progress. Group offsets are still committed after each warehouse
+//! commit, for monitoring (`kafka-consumer-groups --describe` shows the
+//! lag).
 //!
 //! `auto.offset.reset` is `error`: a position the broker no longer has is
 //! reported ([`Source::gaps`]), never silently replaced by another.
@@ -16,7 +22,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -34,6 +40,11 @@ use crate::transport::kafka::{SetupError, apply_options};
 /// Bound on each broker request the source makes itself (watermarks,
 /// identity, seeks).
 const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts at taking a partition (with backoff from 0.2 s to 5 s: about
+/// 20 s in all) before it is reported stopped.
+pub const TAKE_ATTEMPTS: u32 = 8;
+/// A partition whose take was given up is tried again after this long.
+pub const TAKE_RETRY_AFTER: Duration = Duration::from_secs(15);
 
 /// Records of one partition read in one poll, in offset order, in one buffer.
 #[derive(Debug, Default)]
@@ -93,10 +104,15 @@ pub enum Change {
         partition: i32,
     },
     /// Assigned to this writer but not consumed: its chain does not fit the
-    /// source (the reason says why and what to do).
+    /// source, or it could not be taken (the reason says why and what to do).
     Stopped {
         partition: i32,
         reason: String,
+    },
+    /// Assigned by the group, paused until the take thread took it (the
+    /// source thread's own business: never forwarded to the router).
+    Pending {
+        partition: i32,
     },
 }
 
@@ -111,47 +127,290 @@ pub struct Taker {
 }
 
 /// A take that did not happen.
+#[derive(Debug)]
 enum NotTaken {
+    /// The chain does not fit the source: not consumed until the operator acts.
     Refused(String),
-    Stopping,
+    /// The attempt failed (the warehouse or the source did not answer).
+    Failed(String),
 }
 
 impl Taker {
-    /// Takes `partition`, retrying while the warehouse or the source fail
-    /// (a partition is never consumed from a guessed position), until
-    /// stopping.
+    /// One attempt at taking `partition` (never from a guessed position).
+    fn attempt(
+        &self,
+        partition: i32,
+        view: impl FnOnce() -> Result<SourceView, String>,
+    ) -> Result<Resume, NotTaken> {
+        let attempt = if faults::fires("take_fail") {
+            Err("failpoint take_fail: injected error".to_owned())
+        } else {
+            view().map_err(|e| format!("reading the source: {e}"))
+        };
+        let err = match attempt {
+            Ok(v) => match self.commits.take(partition, &v, &self.options) {
+                Ok(resume) => return Ok(resume),
+                Err(CommitError::Refused(why)) => return Err(NotTaken::Refused(why)),
+                Err(e @ CommitError::BadRecord { .. }) => {
+                    return Err(NotTaken::Refused(format!(
+                        "partition {partition}: {e}; the chain cannot be read, so the \
+                         partition is not consumed"
+                    )));
+                }
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e,
+        };
+        ::metrics::counter!(super::metrics::TAKE_FAILURES).increment(1);
+        Err(NotTaken::Failed(err))
+    }
+
+    /// Takes `partition`, retrying while the warehouse or the source fail,
+    /// until stopping (the embedded log's one partition, before the writer
+    /// runs: no group waits for it).
     fn take(
         &self,
         partition: i32,
         mut view: impl FnMut() -> Result<SourceView, String>,
-    ) -> Result<Resume, NotTaken> {
+    ) -> Result<Resume, String> {
         let mut backoff = Duration::from_millis(200);
         loop {
-            let attempt = view().map_err(|e| format!("reading the source: {e}"));
-            let err = match attempt {
-                Ok(v) => match self.commits.take(partition, &v, &self.options) {
-                    Ok(resume) => return Ok(resume),
-                    Err(CommitError::Refused(why)) => return Err(NotTaken::Refused(why)),
-                    Err(e @ CommitError::BadRecord { .. }) => {
-                        return Err(NotTaken::Refused(format!(
-                            "partition {partition}: {e}; the chain cannot be read, so the \
-                             partition is not consumed"
-                        )));
+            match self.attempt(partition, &mut view) {
+                Ok(resume) => return Ok(resume),
+                Err(NotTaken::Refused(why)) => return Err(why),
+                Err(NotTaken::Failed(err)) => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return Err(format!("stopped before partition {partition} was taken"));
                     }
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e,
-            };
-            if self.stop.load(Ordering::SeqCst) {
-                return Err(NotTaken::Stopping);
+                    tracing::warn!(partition, "cannot take the partition (retrying): {err}");
+                    super::Beats::beat(&self.status.beats.source);
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
-            tracing::warn!(partition, "cannot take the partition (retrying): {err}");
-            super::Beats::beat(&self.status.beats.source);
-            let until = Instant::now() + backoff;
-            while Instant::now() < until && !self.stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The source's view of a partition now (identity, earliest, end).
+pub type Viewer = Arc<dyn Fn(i32) -> Result<SourceView, String> + Send + Sync>;
+
+/// What the take thread answers.
+#[derive(Debug)]
+pub enum Taken {
+    Yes {
+        partition: i32,
+        ticket: u64,
+        resume: Resume,
+    },
+    No {
+        partition: i32,
+        ticket: u64,
+        reason: String,
+        /// Tried again after [`TAKE_RETRY_AFTER`] (the warehouse or the
+        /// source failed; a refusal is for good).
+        retry: bool,
+    },
+}
+
+enum TakeRequest {
+    Take { partition: i32, ticket: u64 },
+    Release { partition: i32 },
+}
+
+/// A take waiting for its next attempt.
+struct Queued {
+    partition: i32,
+    ticket: u64,
+    failed: u32,
+    not_before: Instant,
+    backoff: Duration,
+}
+
+/// Takes and releases partitions on a thread of its own, so that neither
+/// the rebalance callback nor the poll loop waits for the warehouse. Takes
+/// are attempted in turn (a partition whose attempts fail waits for its
+/// next one behind the others, never in front of them), at most
+/// [`TAKE_ATTEMPTS`] times each. Each take carries a ticket; a revoke
+/// cancels every ticket of its partition issued before it (a take queued
+/// or between attempts is dropped), and releases the partition after an
+/// attempt in progress ended.
+pub struct TakeThread {
+    requests: Option<mpsc::Sender<TakeRequest>>,
+    answers: mpsc::Receiver<Taken>,
+    /// Per partition: tickets up to this one are cancelled.
+    cancelled: Arc<Mutex<HashMap<i32, u64>>>,
+    next_ticket: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TakeThread {
+    pub fn start(taker: Arc<Taker>, view: Viewer) -> std::io::Result<TakeThread> {
+        let (requests, rx) = mpsc::channel::<TakeRequest>();
+        let (answer, answers) = mpsc::channel();
+        let cancelled: Arc<Mutex<HashMap<i32, u64>>> = Arc::default();
+        let thread = {
+            let cancelled = cancelled.clone();
+            std::thread::Builder::new()
+                .name("writer-take".into())
+                .spawn(move || take_loop(&taker, &view, &rx, &answer, &cancelled))?
+        };
+        Ok(TakeThread {
+            requests: Some(requests),
+            answers,
+            cancelled,
+            next_ticket: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for `partition` to be taken; the ticket its answer carries.
+    pub fn take(&mut self, partition: i32) -> u64 {
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        if let Some(r) = &self.requests {
+            let _ = r.send(TakeRequest::Take { partition, ticket });
+        }
+        ticket
+    }
+
+    /// Cancels the takes of `partition` asked so far and releases it once
+    /// the attempt in progress (if any) ended.
+    pub fn release(&mut self, partition: i32) {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition, self.next_ticket);
+        if let Some(r) = &self.requests {
+            let _ = r.send(TakeRequest::Release { partition });
+        }
+    }
+
+    /// The answers that arrived.
+    pub fn answers(&self) -> Vec<Taken> {
+        self.answers.try_iter().collect()
+    }
+}
+
+/// The take thread's loop (see [`TakeThread`]).
+fn take_loop(
+    taker: &Taker,
+    view: &Viewer,
+    rx: &mpsc::Receiver<TakeRequest>,
+    answer: &mpsc::Sender<Taken>,
+    cancelled: &Mutex<HashMap<i32, u64>>,
+) {
+    let is_cancelled = |q: &Queued| {
+        cancelled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&q.partition)
+            .is_some_and(|&c| c >= q.ticket)
+    };
+    let mut queue: std::collections::VecDeque<Queued> = Default::default();
+    loop {
+        if taker.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // Requests first; wait for one only while no take is due.
+        let due = queue.iter().map(|q| q.not_before).min();
+        let request = match due {
+            None => match rx.recv() {
+                Ok(r) => Some(r),
+                Err(_) => return,
+            },
+            Some(at) => {
+                let wait = at
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100));
+                match rx.recv_timeout(wait) {
+                    Ok(r) => Some(r),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        match request {
+            Some(TakeRequest::Release { partition }) => {
+                queue.retain(|q| !is_cancelled(q));
+                taker.commits.release(partition);
+                continue;
+            }
+            Some(TakeRequest::Take { partition, ticket }) => {
+                queue.push_back(Queued {
+                    partition,
+                    ticket,
+                    failed: 0,
+                    not_before: Instant::now(),
+                    backoff: Duration::from_millis(200),
+                });
+                continue;
+            }
+            None => {}
+        }
+        let now = Instant::now();
+        let Some(i) = queue.iter().position(|q| q.not_before <= now) else {
+            continue;
+        };
+        let mut q = queue.remove(i).expect("a queued take");
+        if is_cancelled(&q) {
+            continue;
+        }
+        let msg = match taker.attempt(q.partition, || view(q.partition)) {
+            Ok(resume) => Taken::Yes {
+                partition: q.partition,
+                ticket: q.ticket,
+                resume,
+            },
+            Err(NotTaken::Refused(reason)) => Taken::No {
+                partition: q.partition,
+                ticket: q.ticket,
+                reason,
+                retry: false,
+            },
+            Err(NotTaken::Failed(err)) => {
+                q.failed += 1;
+                if q.failed < TAKE_ATTEMPTS {
+                    tracing::warn!(
+                        partition = q.partition,
+                        "cannot take the partition (attempt {} of {TAKE_ATTEMPTS}, retrying): {err}",
+                        q.failed
+                    );
+                    q.not_before = Instant::now() + q.backoff;
+                    q.backoff = (q.backoff * 2).min(Duration::from_secs(5));
+                    queue.push_back(q);
+                    continue;
+                }
+                Taken::No {
+                    partition: q.partition,
+                    ticket: q.ticket,
+                    reason: format!(
+                        "partition {} could not be taken ({} attempts): {err}; it is not \
+                         consumed, and taken again in {} s",
+                        q.partition,
+                        q.failed,
+                        TAKE_RETRY_AFTER.as_secs()
+                    ),
+                    retry: true,
+                }
+            }
+        };
+        if answer.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for TakeThread {
+    /// Ends the thread once the attempt it runs ended (each is bounded by
+    /// the warehouse's and the broker's timeouts).
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -204,29 +463,51 @@ impl Source {
         }
     }
 
-    /// Takes `partition` again (after losing a fence): its chain's end now.
-    pub fn retake(&mut self, partition: i32) -> Result<Option<Resume>, String> {
-        let taken = match self {
-            Source::Embedded(s) => s.taker.take(partition, || Ok(embedded_view(&s.log)?)),
-            Source::Kafka(s) => {
-                let ctx = s.consumer.context();
-                ctx.take(&s.consumer, &s.topic, partition)
-            }
-        };
-        match taken {
-            Ok(resume) => Ok(Some(resume)),
-            Err(NotTaken::Refused(why)) => Err(why),
-            Err(NotTaken::Stopping) => Ok(None),
-        }
-    }
-
     /// Stops consuming `partition` (it stays assigned).
     pub fn pause(&mut self, partition: i32) {
+        self.pause_or_resume(partition, true);
+    }
+
+    /// Consumes `partition` again (after a take and a seek).
+    pub fn resume(&mut self, partition: i32) {
+        self.pause_or_resume(partition, false);
+    }
+
+    fn pause_or_resume(&mut self, partition: i32, pause: bool) {
         if let Source::Kafka(s) = self {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&s.topic, partition);
-            if let Err(e) = s.consumer.pause(&tpl) {
-                tracing::warn!(partition, "pausing the partition: {e}");
+            let done = if pause {
+                s.consumer.pause(&tpl)
+            } else {
+                s.consumer.resume(&tpl)
+            };
+            if let Err(e) = done {
+                let what = if pause { "pausing" } else { "resuming" };
+                tracing::warn!(partition, "{what} the partition: {e}");
+            }
+        }
+    }
+
+    /// How this source's partitions are taken.
+    pub fn taker(&self) -> Arc<Taker> {
+        match self {
+            Source::Embedded(s) => s.taker.clone(),
+            Source::Kafka(s) => s.taker.clone(),
+        }
+    }
+
+    /// Reads a partition's identity and extent (for the take thread).
+    pub fn viewer(&self) -> Viewer {
+        match self {
+            Source::Embedded(s) => {
+                let log = s.log.clone();
+                Arc::new(move |_| embedded_view(&log))
+            }
+            Source::Kafka(s) => {
+                let (consumer, cluster) = (s.consumer.clone(), s.cluster.clone());
+                let topic = s.topic.clone();
+                Arc::new(move |p| kafka_view(&consumer, &topic, &cluster, p))
             }
         }
     }
@@ -301,7 +582,7 @@ pub struct EmbeddedSource {
     log: Arc<EmbeddedLog>,
     next: u64,
     pending: Vec<Change>,
-    taker: Taker,
+    taker: Arc<Taker>,
 }
 
 impl EmbeddedSource {
@@ -310,9 +591,9 @@ impl EmbeddedSource {
     pub fn new(log: Arc<EmbeddedLog>, taker: Taker) -> Result<Self, anyhow::Error> {
         let resume = match taker.take(0, || embedded_view(&log)) {
             Ok(r) => r,
-            Err(NotTaken::Refused(why)) => anyhow::bail!(why),
-            Err(NotTaken::Stopping) => anyhow::bail!("stopped before the log was taken"),
+            Err(why) => anyhow::bail!(why),
         };
+        let taker = Arc::new(taker);
         Ok(EmbeddedSource {
             log,
             next: resume.source as u64,
@@ -408,15 +689,18 @@ fn forbidden_consumer_option(key: &str, _value: &str) -> Option<&'static str> {
         "auto.offset.reset" => {
             Some("a position the broker lost stops the partition (or --accept-retention-gaps)")
         }
+        "partition.assignment.strategy" | "group.protocol" | "group.remote.assignor" => Some(
+            "the writer takes partitions with eager rebalancing (range assignment, the classic \
+             protocol); cooperative rebalancing is not supported yet",
+        ),
         _ => None,
     }
 }
 
-/// The consumer's context: takes partitions at their warehouse positions.
+/// The consumer's context: assigns the partitions the group hands over,
+/// paused (the take thread takes them; see the module docs).
 pub struct Rebalancer {
-    taker: Taker,
     topic: String,
-    cluster: Mutex<Option<String>>,
     changes: Mutex<Vec<Change>>,
     /// Rebalances seen (a poll stops at one, so no chunk mixes assignments).
     rebalances: AtomicU64,
@@ -425,46 +709,67 @@ pub struct Rebalancer {
 impl ClientContext for Rebalancer {}
 
 impl Rebalancer {
-    /// The topic's identity: `kafka:<cluster id>/<topic id>`.
-    fn identity(&self, consumer: &BaseConsumer<Self>) -> Result<String, String> {
-        let cluster = {
-            let mut cached = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
-            if cached.is_none() {
-                // A metadata request first: a new client without a
-                // subscription has none in flight, and the cluster id
-                // would wait for librdkafka's next periodic refresh (~1 s).
-                let _ = consumer.fetch_metadata(Some(&self.topic), BROKER_TIMEOUT);
-                *cached = consumer.client().fetch_cluster_id(BROKER_TIMEOUT);
-            }
-            cached
-                .clone()
-                .ok_or("the broker did not tell its cluster id")?
-        };
-        let topic_id = describe_topic_id(consumer.client(), &self.topic, BROKER_TIMEOUT)?;
-        Ok(format!("kafka:{cluster}/{topic_id}"))
-    }
-
-    fn view(&self, consumer: &BaseConsumer<Self>, partition: i32) -> Result<SourceView, String> {
-        let id = self.identity(consumer)?;
-        let (low, high) = consumer
-            .fetch_watermarks(&self.topic, partition, BROKER_TIMEOUT)
-            .map_err(|e| format!("watermarks of partition {partition}: {e}"))?;
-        Ok(SourceView {
-            id,
-            earliest: low,
-            end: high,
-        })
-    }
-
-    fn take(
+    /// Assigns `tpl`'s partitions paused, to be taken; nothing here waits
+    /// for the warehouse.
+    fn assign_paused<C: ConsumerContext>(
         &self,
-        consumer: &BaseConsumer<Self>,
-        _topic: &str,
-        partition: i32,
-    ) -> Result<Resume, NotTaken> {
-        self.taker
-            .take(partition, || self.view(consumer, partition))
+        consumer: &BaseConsumer<C>,
+        partitions: impl IntoIterator<Item = i32>,
+    ) {
+        let mut at = TopicPartitionList::new();
+        let mut changes = Vec::new();
+        for p in partitions {
+            // A placeholder position: the partition is paused until its
+            // take finished and the source thread sought it.
+            let _ = at.add_partition_offset(&self.topic, p, Offset::Beginning);
+            changes.push(Change::Pending { partition: p });
+        }
+        if let Err(e) = consumer.assign(&at) {
+            tracing::error!("assign failed: {e}");
+            return;
+        }
+        if let Err(e) = consumer.pause(&at) {
+            tracing::error!("pausing the assigned partitions failed: {e}");
+        }
+        let ps: Vec<i32> = at.elements().iter().map(|e| e.partition()).collect();
+        tracing::info!("assigned partitions {ps:?} (taken before they are read)");
+        self.changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(changes);
     }
+}
+
+/// The topic's identity (`kafka:<cluster id>/<topic id>`) and a partition's
+/// extent, for a take.
+fn kafka_view<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    cluster: &Mutex<Option<String>>,
+    partition: i32,
+) -> Result<SourceView, String> {
+    let cluster = {
+        let mut cached = cluster.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.is_none() {
+            // A metadata request first: a new client without a
+            // subscription has none in flight, and the cluster id
+            // would wait for librdkafka's next periodic refresh (~1 s).
+            let _ = consumer.fetch_metadata(Some(topic), BROKER_TIMEOUT);
+            *cached = consumer.client().fetch_cluster_id(BROKER_TIMEOUT);
+        }
+        cached
+            .clone()
+            .ok_or("the broker did not tell its cluster id")?
+    };
+    let topic_id = describe_topic_id(consumer.client(), topic, BROKER_TIMEOUT)?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, BROKER_TIMEOUT)
+        .map_err(|e| format!("watermarks of partition {partition}: {e}"))?;
+    Ok(SourceView {
+        id: format!("kafka:{cluster}/{topic_id}"),
+        earliest: low,
+        end: high,
+    })
 }
 
 impl ConsumerContext for Rebalancer {
@@ -477,55 +782,20 @@ impl ConsumerContext for Rebalancer {
         self.rebalances.fetch_add(1, Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut at = TopicPartitionList::new();
-                let mut changes = Vec::new();
-                for e in tpl.elements() {
-                    let p = e.partition();
-                    match self.take(consumer, e.topic(), p) {
-                        Ok(resume) => {
-                            let _ = at.add_partition_offset(
-                                e.topic(),
-                                p,
-                                Offset::Offset(resume.source),
-                            );
-                            changes.push(Change::Assigned {
-                                partition: p,
-                                resume,
-                            });
-                        }
-                        Err(NotTaken::Refused(reason)) => {
-                            tracing::error!(partition = p, "not consuming the partition: {reason}");
-                            changes.push(Change::Stopped {
-                                partition: p,
-                                reason,
-                            });
-                        }
-                        Err(NotTaken::Stopping) => {}
-                    }
-                }
-                if let Err(e) = consumer.assign(&at) {
-                    tracing::error!("assign failed: {e}");
-                }
-                let ps: Vec<_> = changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        Change::Assigned { partition, resume } => Some((*partition, resume.source)),
-                        _ => None,
-                    })
-                    .collect();
-                tracing::info!("assigned partitions (partition, position): {ps:?}");
-                self.changes.lock().unwrap().extend(changes);
+                self.assign_paused(consumer, tpl.elements().iter().map(|e| e.partition()));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let ps: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 tracing::info!("revoked partitions {ps:?}");
-                for &p in &ps {
-                    self.taker.commits.release(p);
-                }
-                self.changes.lock().unwrap().extend(
-                    ps.into_iter()
-                        .map(|partition| Change::Revoked { partition }),
-                );
+                // Released by the take thread (after a take in progress):
+                // the callback never waits for the warehouse.
+                self.changes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(
+                        ps.into_iter()
+                            .map(|partition| Change::Revoked { partition }),
+                    );
                 if let Err(e) = consumer.unassign() {
                     tracing::error!("unassign failed: {e}");
                 }
@@ -626,7 +896,10 @@ fn describe_topic_id<C: ClientContext>(
 /// A Kafka topic read through a consumer group.
 pub struct KafkaSource {
     topic: String,
-    consumer: BaseConsumer<Rebalancer>,
+    consumer: Arc<BaseConsumer<Rebalancer>>,
+    taker: Arc<Taker>,
+    /// The cluster id, read once.
+    cluster: Arc<Mutex<Option<String>>>,
     /// The broker reported a position out of range since the last [`Source::gaps`].
     out_of_range: bool,
     /// A message polled with a rebalance, for the next poll.
@@ -661,35 +934,19 @@ impl KafkaSource {
             .set("max.partition.fetch.bytes", "4194304");
         config.apply_options(&mut client)?;
         let consumer: BaseConsumer<Rebalancer> = client.create_with_context(Rebalancer {
-            taker,
             topic: config.topic.clone(),
-            cluster: Mutex::new(None),
             changes: Mutex::new(Vec::new()),
             rebalances: AtomicU64::new(0),
         })?;
         match &config.assign {
             None => consumer.subscribe(&[&config.topic])?,
             Some(partitions) => {
-                // Taken as the group would hand them over, through the
-                // same callback: warehouse positions, checks, changes.
-                let mut tpl = TopicPartitionList::new();
-                for &p in partitions {
-                    tpl.add_partition(&config.topic, p);
-                }
-                consumer.context().rebalance(
-                    &consumer,
-                    RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS,
-                    &mut tpl,
-                );
-                let taken = consumer
+                // Assigned as the group would hand them over: paused, then
+                // taken at their warehouse positions by the take thread.
+                consumer
                     .context()
-                    .changes
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .filter(|c| matches!(c, Change::Assigned { .. }))
-                    .count();
-                if consumer.assignment()?.count() != taken {
+                    .assign_paused(&consumer, partitions.iter().copied());
+                if consumer.assignment()?.count() != partitions.len() {
                     return Err(SetupError::Kafka(KafkaError::Subscription(
                         "the partitions could not be assigned (see the log)".into(),
                     )));
@@ -698,7 +955,9 @@ impl KafkaSource {
         }
         Ok(KafkaSource {
             topic: config.topic.clone(),
-            consumer,
+            consumer: Arc::new(consumer),
+            taker: Arc::new(taker),
+            cluster: Arc::default(),
             out_of_range: false,
             carry: None,
             grouped: config.assign.is_none(),

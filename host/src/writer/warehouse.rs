@@ -8,9 +8,13 @@
 //! block: the writer calls them from its own threads, never from an async
 //! task.
 //!
-//! Every HDFS call is bounded by [`Warehouse::timeout`] (default
+//! Every HDFS call is bounded by the warehouse timeout (default
 //! [`DEFAULT_TIMEOUT`]): a namenode that stops answering makes calls fail,
 //! never hang. Local calls are plain system calls.
+//!
+//! A [`Warehouse`] is a [`Store`] behind one handle: the local and HDFS
+//! stores here, or a wrapper a test puts around one (the model check of
+//! the commit protocol schedules and fails every call through one).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -29,7 +33,7 @@ pub struct WarehouseError {
     pub message: String,
 }
 
-type Result<T> = std::result::Result<T, WarehouseError>;
+pub type Result<T> = std::result::Result<T, WarehouseError>;
 
 /// One entry of a listed folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +58,34 @@ pub enum Moved {
     Missing,
 }
 
-pub enum Warehouse {
-    Local(PathBuf),
-    Hdfs(Hdfs),
+/// The operations the commit protocol needs, each durable when it returns
+/// (see the module docs). Paths are relative to the store's root.
+pub trait Store: Send + Sync {
+    /// The location as a user writes it (for logs and catalogs).
+    fn location(&self) -> String;
+    /// Writes a new file at `rel` (replacing any), durably.
+    fn write(&self, rel: &str, data: Bytes) -> Result<()>;
+    /// Renames `from` to `to` unless `to` exists: `Ok(true)` when renamed,
+    /// `Ok(false)` when `to` was there already (nothing changed).
+    fn publish(&self, from: &str, to: &str) -> Result<bool>;
+    /// Moves `from` to `to`, durably, never replacing a file.
+    fn rename(&self, from: &str, to: &str) -> Result<Moved>;
+    fn exists(&self, rel: &str) -> Result<bool>;
+    /// The whole content of `rel`, or `None` when it does not exist.
+    fn read_opt(&self, rel: &str) -> Result<Option<Vec<u8>>>;
+    /// The entries of folder `rel`, in any order; empty when it does not exist.
+    fn list(&self, rel: &str) -> Result<Vec<Entry>>;
+    /// Removes file `rel`; `Ok(true)` when it was there.
+    fn remove(&self, rel: &str) -> Result<bool>;
 }
+
+/// The warehouse: one [`Store`].
+pub struct Warehouse {
+    store: Box<dyn Store>,
+}
+
+/// The local disk: files under a folder, every change fsynced.
+pub struct Local(PathBuf);
 
 pub struct Hdfs {
     url: String,
@@ -159,50 +187,29 @@ impl Warehouse {
                     .await
                     .map_err(|e| err("open", e.to_string()))
             })?;
-            Ok(Warehouse::Hdfs(hdfs))
+            Ok(Warehouse::with_store(hdfs))
         } else {
             let path = PathBuf::from(location.strip_prefix("file://").unwrap_or(location));
             std::fs::create_dir_all(&path).map_err(|e| err("open", e.to_string()))?;
-            Ok(Warehouse::Local(path))
+            Ok(Warehouse::with_store(Local(path)))
+        }
+    }
+
+    /// A warehouse over `store` (a wrapper of another store, in tests).
+    pub fn with_store(store: impl Store + 'static) -> Warehouse {
+        Warehouse {
+            store: Box::new(store),
         }
     }
 
     /// The location as a user writes it (for logs and catalogs).
     pub fn location(&self) -> String {
-        match self {
-            Warehouse::Local(p) => p.display().to_string(),
-            Warehouse::Hdfs(h) => format!("{}{}", h.url, h.root),
-        }
+        self.store.location()
     }
 
     /// Writes a new file at `rel` (replacing any), durably.
     pub fn write(&self, rel: &str, data: Bytes) -> Result<()> {
-        let fail = |e: &dyn std::fmt::Display| error("write", rel, e);
-        match self {
-            Warehouse::Local(root) => {
-                let path = root.join(rel);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| fail(&e))?;
-                }
-                let mut f = std::fs::File::create(&path).map_err(|e| fail(&e))?;
-                std::io::Write::write_all(&mut f, &data).map_err(|e| fail(&e))?;
-                f.sync_all().map_err(|e| fail(&e))
-            }
-            Warehouse::Hdfs(h) => h.call("write", rel, async {
-                let path = h.abs(rel);
-                let options = hdfs_native::WriteOptions {
-                    overwrite: true,
-                    ..Default::default()
-                };
-                let mut w = h
-                    .client()
-                    .create(&path, options)
-                    .await
-                    .map_err(|e| fail(&e))?;
-                w.write(data).await.map_err(|e| fail(&e))?;
-                w.close().await.map_err(|e| fail(&e))
-            }),
-        }
+        self.store.write(rel, data)
     }
 
     /// Renames `from` to `to` unless `to` exists: `Ok(true)` when renamed,
@@ -210,35 +217,7 @@ impl Warehouse {
     /// both stores (a hard link then unlink locally; a rename without
     /// overwrite on HDFS).
     pub fn publish(&self, from: &str, to: &str) -> Result<bool> {
-        let fail = |e: &dyn std::fmt::Display| error("publish", to, e);
-        match self {
-            Warehouse::Local(root) => {
-                let (src, dst) = (root.join(from), root.join(to));
-                mkdir_parent(&dst).map_err(|e| fail(&e))?;
-                match std::fs::hard_link(&src, &dst) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-                    Err(e) => return Err(fail(&e)),
-                }
-                sync_parent(&dst).map_err(|e| fail(&e))?;
-                std::fs::remove_file(&src).map_err(|e| fail(&e))?;
-                Ok(true)
-            }
-            Warehouse::Hdfs(h) => h.call("publish", to, async {
-                let dst = h.abs(to);
-                if let Some((parent, _)) = dst.rsplit_once('/') {
-                    h.client()
-                        .mkdirs(parent, 0o755, true)
-                        .await
-                        .map_err(|e| fail(&e))?;
-                }
-                match h.client().rename(&h.abs(from), &dst, false).await {
-                    Ok(()) => Ok(true),
-                    Err(e) if already_exists(&e) => Ok(false),
-                    Err(e) => Err(fail(&e)),
-                }
-            }),
-        }
+        self.store.publish(from, to)
     }
 
     /// Moves `from` to `to` (creating `to`'s folder), durably, never
@@ -246,77 +225,12 @@ impl Warehouse {
     /// the two leaves both names of one file, which a retry resolves); on
     /// HDFS a rename without overwrite.
     pub fn rename(&self, from: &str, to: &str) -> Result<Moved> {
-        let fail = |e: &dyn std::fmt::Display| error("rename", from, e);
-        match self {
-            Warehouse::Local(root) => {
-                let (src, dst) = (root.join(from), root.join(to));
-                mkdir_parent(&dst).map_err(|e| fail(&e))?;
-                match std::fs::hard_link(&src, &dst) {
-                    Ok(()) => {
-                        sync_parent(&dst).map_err(|e| fail(&e))?;
-                        std::fs::remove_file(&src).map_err(|e| fail(&e))?;
-                        sync_parent(&src).map_err(|e| fail(&e))?;
-                        Ok(Moved::Moved)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        if same_file(&src, &dst) {
-                            std::fs::remove_file(&src).map_err(|e| fail(&e))?;
-                        }
-                        Ok(Moved::TargetExists)
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if dst.exists() {
-                            Ok(Moved::TargetExists)
-                        } else {
-                            Ok(Moved::Missing)
-                        }
-                    }
-                    Err(e) => Err(fail(&e)),
-                }
-            }
-            Warehouse::Hdfs(h) => h.call("rename", from, async {
-                let dst = h.abs(to);
-                if let Some((parent, _)) = dst.rsplit_once('/') {
-                    h.client()
-                        .mkdirs(parent, 0o755, true)
-                        .await
-                        .map_err(|e| fail(&e))?;
-                }
-                match h.client().rename(&h.abs(from), &dst, false).await {
-                    Ok(()) => Ok(Moved::Moved),
-                    Err(e) if already_exists(&e) => Ok(Moved::TargetExists),
-                    Err(e) => {
-                        // A missing source is reported in several ways; ask.
-                        let exists = |p: String| async move {
-                            match h.client().get_file_info(&p).await {
-                                Ok(_) => Ok(true),
-                                Err(e) if not_found(&e) => Ok(false),
-                                Err(e) => Err(e),
-                            }
-                        };
-                        match (exists(h.abs(from)).await, exists(dst.clone()).await) {
-                            (Ok(false), Ok(true)) => Ok(Moved::TargetExists),
-                            (Ok(false), Ok(false)) => Ok(Moved::Missing),
-                            _ => Err(fail(&e)),
-                        }
-                    }
-                }
-            }),
-        }
+        self.store.rename(from, to)
     }
 
     /// Whether `rel` exists.
     pub fn exists(&self, rel: &str) -> Result<bool> {
-        match self {
-            Warehouse::Local(root) => Ok(root.join(rel).exists()),
-            Warehouse::Hdfs(h) => h.call("stat", rel, async {
-                match h.client().get_file_info(&h.abs(rel)).await {
-                    Ok(_) => Ok(true),
-                    Err(e) if not_found(&e) => Ok(false),
-                    Err(e) => Err(error("stat", rel, &e)),
-                }
-            }),
-        }
+        self.store.exists(rel)
     }
 
     /// The whole content of `rel`.
@@ -327,74 +241,12 @@ impl Warehouse {
 
     /// The whole content of `rel`, or `None` when it does not exist.
     pub fn read_opt(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        let fail = |e: &dyn std::fmt::Display| error("read", rel, e);
-        match self {
-            Warehouse::Local(root) => match std::fs::read(root.join(rel)) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(fail(&e)),
-            },
-            Warehouse::Hdfs(h) => h.call("read", rel, async {
-                let r = match h.client().read(&h.abs(rel)).await {
-                    Ok(r) => r,
-                    Err(e) if not_found(&e) => return Ok(None),
-                    Err(e) => return Err(fail(&e)),
-                };
-                let bytes = r
-                    .read_range(0, r.file_length())
-                    .await
-                    .map_err(|e| fail(&e))?;
-                Ok(Some(bytes.to_vec()))
-            }),
-        }
+        self.store.read_opt(rel)
     }
 
     /// The entries of folder `rel`, sorted by name; empty when it does not exist.
     pub fn list(&self, rel: &str) -> Result<Vec<Entry>> {
-        let fail = |e: &dyn std::fmt::Display| error("list", rel, e);
-        let mut out = match self {
-            Warehouse::Local(root) => {
-                let dir = match std::fs::read_dir(root.join(rel)) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                    Err(e) => return Err(fail(&e)),
-                };
-                let mut out = Vec::new();
-                for entry in dir {
-                    let entry = entry.map_err(|e| fail(&e))?;
-                    let meta = match entry.metadata() {
-                        Ok(m) => m,
-                        // Removed since the folder was read.
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                        Err(e) => return Err(fail(&e)),
-                    };
-                    out.push(Entry {
-                        name: entry.file_name().to_string_lossy().into_owned(),
-                        is_dir: meta.is_dir(),
-                        len: meta.len(),
-                        modified: meta.modified().ok(),
-                    });
-                }
-                out
-            }
-            Warehouse::Hdfs(h) => h.call("list", rel, async {
-                match h.client().list_status(&h.abs(rel), false).await {
-                    Ok(list) => Ok(list
-                        .into_iter()
-                        .map(|s| Entry {
-                            name: s.path.rsplit('/').next().unwrap_or("").to_owned(),
-                            is_dir: s.isdir,
-                            len: s.length as u64,
-                            modified: Some(
-                                SystemTime::UNIX_EPOCH + Duration::from_millis(s.modification_time),
-                            ),
-                        })
-                        .collect()),
-                    Err(e) if not_found(&e) => Ok(Vec::new()),
-                    Err(e) => Err(fail(&e)),
-                }
-            })?,
-        };
+        let mut out = self.store.list(rel)?;
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -424,20 +276,243 @@ impl Warehouse {
     /// Removes file `rel`; a missing file is not an error. `Ok(true)` when
     /// it was there.
     pub fn remove(&self, rel: &str) -> Result<bool> {
-        match self {
-            Warehouse::Local(root) => match std::fs::remove_file(root.join(rel)) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(error("remove", rel, &e)),
-            },
-            Warehouse::Hdfs(h) => h.call("remove", rel, async {
-                match h.client().delete(&h.abs(rel), false).await {
-                    Ok(existed) => Ok(existed),
-                    Err(e) if not_found(&e) => Ok(false),
-                    Err(e) => Err(error("remove", rel, &e)),
-                }
-            }),
+        self.store.remove(rel)
+    }
+}
+
+impl Store for Local {
+    fn location(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    fn write(&self, rel: &str, data: Bytes) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| error("write", rel, e);
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| fail(&e))?;
         }
+        let mut f = std::fs::File::create(&path).map_err(|e| fail(&e))?;
+        std::io::Write::write_all(&mut f, &data).map_err(|e| fail(&e))?;
+        f.sync_all().map_err(|e| fail(&e))
+    }
+
+    fn publish(&self, from: &str, to: &str) -> Result<bool> {
+        let fail = |e: &dyn std::fmt::Display| error("publish", to, e);
+        let (src, dst) = (self.0.join(from), self.0.join(to));
+        mkdir_parent(&dst).map_err(|e| fail(&e))?;
+        match std::fs::hard_link(&src, &dst) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(fail(&e)),
+        }
+        sync_parent(&dst).map_err(|e| fail(&e))?;
+        std::fs::remove_file(&src).map_err(|e| fail(&e))?;
+        Ok(true)
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<Moved> {
+        let fail = |e: &dyn std::fmt::Display| error("rename", from, e);
+        let (src, dst) = (self.0.join(from), self.0.join(to));
+        mkdir_parent(&dst).map_err(|e| fail(&e))?;
+        match std::fs::hard_link(&src, &dst) {
+            Ok(()) => {
+                sync_parent(&dst).map_err(|e| fail(&e))?;
+                std::fs::remove_file(&src).map_err(|e| fail(&e))?;
+                sync_parent(&src).map_err(|e| fail(&e))?;
+                Ok(Moved::Moved)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if same_file(&src, &dst) {
+                    std::fs::remove_file(&src).map_err(|e| fail(&e))?;
+                }
+                Ok(Moved::TargetExists)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if dst.exists() {
+                    Ok(Moved::TargetExists)
+                } else {
+                    Ok(Moved::Missing)
+                }
+            }
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    fn exists(&self, rel: &str) -> Result<bool> {
+        Ok(self.0.join(rel).exists())
+    }
+
+    fn read_opt(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        match std::fs::read(self.0.join(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(error("read", rel, &e)),
+        }
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<Entry>> {
+        let fail = |e: &dyn std::fmt::Display| error("list", rel, e);
+        let dir = match std::fs::read_dir(self.0.join(rel)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(fail(&e)),
+        };
+        let mut out = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(|e| fail(&e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed since the folder was read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(fail(&e)),
+            };
+            out.push(Entry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                is_dir: meta.is_dir(),
+                len: meta.len(),
+                modified: meta.modified().ok(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn remove(&self, rel: &str) -> Result<bool> {
+        match std::fs::remove_file(self.0.join(rel)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(error("remove", rel, &e)),
+        }
+    }
+}
+
+impl Store for Hdfs {
+    fn location(&self) -> String {
+        format!("{}{}", self.url, self.root)
+    }
+
+    fn write(&self, rel: &str, data: Bytes) -> Result<()> {
+        let fail = |e: &dyn std::fmt::Display| error("write", rel, e);
+        self.call("write", rel, async {
+            let path = self.abs(rel);
+            let options = hdfs_native::WriteOptions {
+                overwrite: true,
+                ..Default::default()
+            };
+            let mut w = self
+                .client()
+                .create(&path, options)
+                .await
+                .map_err(|e| fail(&e))?;
+            w.write(data).await.map_err(|e| fail(&e))?;
+            w.close().await.map_err(|e| fail(&e))
+        })
+    }
+
+    fn publish(&self, from: &str, to: &str) -> Result<bool> {
+        let fail = |e: &dyn std::fmt::Display| error("publish", to, e);
+        self.call("publish", to, async {
+            let dst = self.abs(to);
+            if let Some((parent, _)) = dst.rsplit_once('/') {
+                self.client()
+                    .mkdirs(parent, 0o755, true)
+                    .await
+                    .map_err(|e| fail(&e))?;
+            }
+            match self.client().rename(&self.abs(from), &dst, false).await {
+                Ok(()) => Ok(true),
+                Err(e) if already_exists(&e) => Ok(false),
+                Err(e) => Err(fail(&e)),
+            }
+        })
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<Moved> {
+        let fail = |e: &dyn std::fmt::Display| error("rename", from, e);
+        self.call("rename", from, async {
+            let dst = self.abs(to);
+            if let Some((parent, _)) = dst.rsplit_once('/') {
+                self.client()
+                    .mkdirs(parent, 0o755, true)
+                    .await
+                    .map_err(|e| fail(&e))?;
+            }
+            match self.client().rename(&self.abs(from), &dst, false).await {
+                Ok(()) => Ok(Moved::Moved),
+                Err(e) if already_exists(&e) => Ok(Moved::TargetExists),
+                Err(e) => {
+                    // A missing source is reported in several ways; ask.
+                    let exists = |p: String| async move {
+                        match self.client().get_file_info(&p).await {
+                            Ok(_) => Ok(true),
+                            Err(e) if not_found(&e) => Ok(false),
+                            Err(e) => Err(e),
+                        }
+                    };
+                    match (exists(self.abs(from)).await, exists(dst.clone()).await) {
+                        (Ok(false), Ok(true)) => Ok(Moved::TargetExists),
+                        (Ok(false), Ok(false)) => Ok(Moved::Missing),
+                        _ => Err(fail(&e)),
+                    }
+                }
+            }
+        })
+    }
+
+    fn exists(&self, rel: &str) -> Result<bool> {
+        self.call("stat", rel, async {
+            match self.client().get_file_info(&self.abs(rel)).await {
+                Ok(_) => Ok(true),
+                Err(e) if not_found(&e) => Ok(false),
+                Err(e) => Err(error("stat", rel, &e)),
+            }
+        })
+    }
+
+    fn read_opt(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        let fail = |e: &dyn std::fmt::Display| error("read", rel, e);
+        self.call("read", rel, async {
+            let r = match self.client().read(&self.abs(rel)).await {
+                Ok(r) => r,
+                Err(e) if not_found(&e) => return Ok(None),
+                Err(e) => return Err(fail(&e)),
+            };
+            let bytes = r
+                .read_range(0, r.file_length())
+                .await
+                .map_err(|e| fail(&e))?;
+            Ok(Some(bytes.to_vec()))
+        })
+    }
+
+    fn list(&self, rel: &str) -> Result<Vec<Entry>> {
+        let fail = |e: &dyn std::fmt::Display| error("list", rel, e);
+        self.call("list", rel, async {
+            match self.client().list_status(&self.abs(rel), false).await {
+                Ok(list) => Ok(list
+                    .into_iter()
+                    .map(|s| Entry {
+                        name: s.path.rsplit('/').next().unwrap_or("").to_owned(),
+                        is_dir: s.isdir,
+                        len: s.length as u64,
+                        modified: Some(
+                            SystemTime::UNIX_EPOCH + Duration::from_millis(s.modification_time),
+                        ),
+                    })
+                    .collect()),
+                Err(e) if not_found(&e) => Ok(Vec::new()),
+                Err(e) => Err(fail(&e)),
+            }
+        })
+    }
+
+    fn remove(&self, rel: &str) -> Result<bool> {
+        self.call("remove", rel, async {
+            match self.client().delete(&self.abs(rel), false).await {
+                Ok(existed) => Ok(existed),
+                Err(e) if not_found(&e) => Ok(false),
+                Err(e) => Err(error("remove", rel, &e)),
+            }
+        })
     }
 }
 

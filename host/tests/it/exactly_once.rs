@@ -346,22 +346,19 @@ fn zombie(warehouse: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let taken: Vec<(i32, i64)> = loop {
         let logs = b.logs();
-        if let Some(line) = logs
-            .lines()
-            .rev()
-            .find(|l| l.contains("assigned partitions"))
         {
-            let list = &line[line.find(": [").expect("a list") + 2..];
-            let pairs: Vec<(i32, i64)> = list
-                .trim_matches(|c| c == '[' || c == ']')
-                .split("), (")
-                .filter_map(|p| {
-                    let (a, b) = p.trim_matches(|c| c == '(' || c == ')').split_once(", ")?;
-                    Some((a.parse().ok()?, b.parse().ok()?))
-                })
-                .collect();
-            if pairs.len() == 2 {
-                break pairs;
+            // "partition P taken at position N (...)": the first of each.
+            let mut first = std::collections::BTreeMap::new();
+            for (p, n) in logs.lines().filter_map(|l| {
+                let rest = &l[l.find("partition ")? + "partition ".len()..];
+                let (p, rest) = rest.split_once(" taken at position ")?;
+                let n = rest.split_whitespace().next()?;
+                Some((p.parse::<i32>().ok()?, n.parse::<i64>().ok()?))
+            }) {
+                first.entry(p).or_insert(n);
+            }
+            if first.len() == 2 {
+                break first.into_iter().collect();
             }
         }
         assert!(
@@ -647,7 +644,7 @@ fn unknown_outcomes(warehouse: &str) {
         &args,
         &[("EVENTSIFT_FAILPOINT", "publish_ambiguous@2,publish_lost@4")],
     );
-    wait_log(&w, "the assignment", "assigned partitions", 1);
+    wait_log(&w, "the assignment", "taken at position", 1);
     // Paced, so that there are many commits.
     let acked = produce_swords(&topic, 6000, Some(Duration::from_millis(1000)));
     let wh = Warehouse::open(warehouse).unwrap();
@@ -887,7 +884,7 @@ fn orphans_of_a_crashed_writer_are_collected_and_a_live_writers_stay() {
 
     let mut w = Proc::start(&args, &[]);
     // Once consuming, in a trickle: many commits, so the chain prunes.
-    wait_log(&w, "the assignment", "assigned partitions", 1);
+    wait_log(&w, "the assignment", "taken at position", 1);
     acked.extend(produce_swords(
         &topic,
         4000,

@@ -800,3 +800,95 @@ fn openapi_document_fuzzed_by_schemathesis_and_following_reloads() {
             .contains("/events/purchase_spellbook")
     });
 }
+
+/// Sword envelopes of `partition` with derived (client-named) ids
+/// `p<partition>-<i>` for `i` in `range`: produced straight to it.
+fn produce_named(topic: &str, partition: i32, range: std::ops::Range<usize>) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let p = crate::writer::producer();
+    for i in range {
+        let id = eventsift::api::envelope::derived_event_id(
+            Some("g"),
+            Some("u"),
+            &format!("p{partition}-{i}"),
+        )
+        .to_string();
+        let payload = crate::writer::sword_envelope(&id, "u", "red", 1);
+        loop {
+            match p.send(
+                BaseRecord::<(), _>::to(topic)
+                    .partition(partition)
+                    .payload(&payload),
+            ) {
+                Ok(()) => break,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// One deduplication budget per writer, split over the partitions it
+/// consumes: 800 ids over 4 partitions each (two writers), then over 8
+/// when one writer leaves and the other inherits its partitions. The
+/// inherited windows are cut to the new share as they load and the others
+/// trimmed to it (counted); retries of each partition's newest share of
+/// ids are still dropped.
+#[test]
+fn the_dedup_budget_is_split_over_a_writers_partitions_and_trimmed_when_it_inherits_more() {
+    let topic = create_topic(8);
+    let group = unique("g");
+    let plugins = plugin_dir(&["sword.wasm"]);
+    let wh_dir = tempfile::tempdir().unwrap();
+    let warehouse = s(wh_dir.path()).to_owned();
+    let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let writer = |data: &Path| {
+        let mut args = writer_args(&topic, &group, &warehouse, plugins.path(), data);
+        args.extend_from_slice(&["--dedup-max-ids", "800"]);
+        Proc::start(&args, &[])
+    };
+    let a = writer(a_data.path());
+    let mut b = writer(b_data.path());
+    let wh = Warehouse::open(&warehouse).unwrap();
+    // The partitions a writer consumes now (its admin /readyz says).
+    let partitions_of = |w: &Proc| {
+        let (_, body) = w.admin_get("/readyz");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["committed"].as_object().map_or(0, |o| o.len())
+    };
+    wait_until("each writer consumes 4 partitions", || {
+        partitions_of(&a) == 4 && partitions_of(&b) == 4
+    });
+    for p in 0..8 {
+        produce_named(&topic, p, 0..150);
+    }
+    wait_until("1,200 rows", || {
+        Tables::read(&wh).rows("sword_purchases") == 1200
+    });
+    let shared = "eventsift_writer_dedup_evicted_total{reason=\"share\"}";
+    assert_eq!(a.metric(shared), 0.0, "150 ids fit a share of 200");
+
+    b.term();
+    wait_until("the first writer consumes all 8 partitions", || {
+        partitions_of(&a) == 8 && a.metric("eventsift_writer_dedup_ids") == 800.0
+    });
+    assert_eq!(
+        a.metric(shared),
+        400.0,
+        "each window cut from 150 to 100 ids, once"
+    );
+    // Retries of each partition's newest 100 ids are dropped.
+    for p in 0..8 {
+        produce_named(&topic, p, 50..150);
+    }
+    wait_until("the retries routed", || {
+        a.metric("eventsift_writer_duplicates_dropped_total") == 800.0
+    });
+    // A sentinel after them, to know they were all routed and committed.
+    for p in 0..8 {
+        produce_named(&topic, p, 1000..1001);
+    }
+    wait_until("the sentinels committed", || {
+        Tables::read(&wh).rows("sword_purchases") == 1208
+    });
+}

@@ -3,6 +3,7 @@
 
 mod api;
 mod chaos;
+mod commit;
 mod crash;
 mod delta;
 mod deploy;

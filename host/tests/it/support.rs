@@ -49,12 +49,17 @@ pub fn set_age(path: &Path, age: Duration) {
 pub const SETTLED: Duration = Duration::from_secs(5);
 
 /// Waits (generously) until `cond` holds.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_for(Duration::from_secs(30), what, cond)
+}
+
+/// Waits at most `bound` until `cond` holds.
+pub fn wait_until_for(bound: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
     while !cond() {
         assert!(
             Instant::now() < deadline,
-            "timed out after 30 s waiting for {what}"
+            "timed out after {bound:?} waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }

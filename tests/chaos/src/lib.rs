@@ -5,8 +5,11 @@
 //! (which records every acknowledged id and every request whose outcome is
 //! unknown), and faults at moments drawn from the seed: a writer killed
 //! with SIGKILL, a writer frozen past its group session, HDFS stopped for
-//! 30 s, HDFS hung (SIGSTOP) for 30 s, the broker restarted. The same seed
-//! replays the same schedule.
+//! 30 s, HDFS hung (SIGSTOP) for 30 s, the broker restarted, and a
+//! rebalance storm (writers joining and leaving every few seconds while
+//! the namenode freezes for a second now and then). The same seed replays
+//! the same schedule. The suite's short variant ([`Pace::Short`]) keeps
+//! every fault, shorter.
 //!
 //! At the end every acknowledged event must be in the tables exactly once,
 //! every row must be an acknowledged event or one whose outcome was
@@ -40,12 +43,49 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 /// Partitions of the run's topic (two per writer).
 const PARTITIONS: i32 = 6;
 const WRITERS: usize = 3;
-/// What a writer frozen "past its session" is frozen for (the session is 6 s).
-const FREEZE: Duration = Duration::from_secs(15);
-/// HDFS stopped, or hung, for this long.
-const HDFS_OUTAGE: Duration = Duration::from_secs(30);
 /// A writer must exit within this of SIGTERM.
 const EXIT_BOUND: Duration = Duration::from_secs(30);
+/// Writers a storm adds at most (joining and leaving).
+const STORM_WRITERS: usize = 2;
+
+/// How long the faults last: the full run's, or the suite's shorter ones
+/// (still past the group session of 6 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    Full,
+    Short,
+}
+
+impl Pace {
+    /// What a writer frozen "past its session" is frozen for.
+    fn freeze(self) -> Duration {
+        match self {
+            Pace::Full => Duration::from_secs(15),
+            Pace::Short => Duration::from_secs(8),
+        }
+    }
+    /// HDFS stopped, or hung, for this long.
+    fn hdfs_outage(self) -> Duration {
+        match self {
+            Pace::Full => Duration::from_secs(30),
+            Pace::Short => Duration::from_secs(10),
+        }
+    }
+    /// A rebalance storm lasts this long.
+    fn storm(self) -> Duration {
+        match self {
+            Pace::Full => Duration::from_secs(40),
+            Pace::Short => Duration::from_secs(20),
+        }
+    }
+    /// Time between two faults: from `gap.0` to `gap.1` seconds.
+    fn gap(self) -> (u64, u64) {
+        match self {
+            Pace::Full => (5, 15),
+            Pace::Short => (3, 6),
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -61,6 +101,7 @@ pub struct Params {
     pub root: PathBuf,
     /// The writers' `--table-format` (`hive` or `delta`).
     pub table_format: String,
+    pub pace: Pace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -70,35 +111,39 @@ pub enum Fault {
     StopHdfs,
     HangHdfs,
     RestartBroker,
+    Storm,
 }
 
 impl Fault {
-    const ALL: [Fault; 5] = [
+    const ALL: [Fault; 6] = [
         Fault::KillWriter,
         Fault::FreezeWriter,
         Fault::StopHdfs,
         Fault::HangHdfs,
         Fault::RestartBroker,
+        Fault::Storm,
     ];
 
     fn name(self) -> &'static str {
         match self {
             Fault::KillWriter => "writer killed (SIGKILL), restarted",
-            Fault::FreezeWriter => "writer frozen 15 s (SIGSTOP), thawed",
-            Fault::StopHdfs => "HDFS stopped 30 s, restarted",
-            Fault::HangHdfs => "HDFS hung 30 s (SIGSTOP), thawed",
+            Fault::FreezeWriter => "writer frozen past its session (SIGSTOP), thawed",
+            Fault::StopHdfs => "HDFS stopped, restarted",
+            Fault::HangHdfs => "HDFS hung (SIGSTOP), thawed",
             Fault::RestartBroker => "Kafka broker restarted",
+            Fault::Storm => "rebalance storm: writers join, leave or die, the namenode freezes 1 s",
         }
     }
 
     /// About how long it lasts (for spacing the schedule).
-    fn span(self) -> Duration {
+    fn span(self, pace: Pace) -> Duration {
         match self {
             Fault::KillWriter => Duration::from_secs(5),
-            Fault::FreezeWriter => FREEZE,
-            Fault::StopHdfs => HDFS_OUTAGE + Duration::from_secs(20),
-            Fault::HangHdfs => HDFS_OUTAGE,
+            Fault::FreezeWriter => pace.freeze(),
+            Fault::StopHdfs => pace.hdfs_outage() + Duration::from_secs(20),
+            Fault::HangHdfs => pace.hdfs_outage(),
             Fault::RestartBroker => Duration::from_secs(20),
+            Fault::Storm => pace.storm(),
         }
     }
 }
@@ -131,8 +176,9 @@ impl Rng {
 }
 
 /// The schedule the seed draws: every kind `rounds` times, in a shuffled
-/// order, 5 to 15 s apart, the first 15 to 25 s into the load.
-pub fn schedule(seed: u64, rounds: usize) -> Vec<Planned> {
+/// order, 5 to 15 s apart (3 to 6 s at the short pace), the first 15 to
+/// 25 s into the load.
+pub fn schedule(seed: u64, rounds: usize, pace: Pace) -> Vec<Planned> {
     let mut rng = Rng::new(seed);
     let mut faults: Vec<Fault> = (0..rounds).flat_map(|_| Fault::ALL).collect();
     for i in (1..faults.len()).rev() {
@@ -147,7 +193,8 @@ pub fn schedule(seed: u64, rounds: usize) -> Vec<Planned> {
             fault,
             writer: rng.below(WRITERS as u64) as usize,
         });
-        at += fault.span() + Duration::from_secs(5 + rng.below(11));
+        let (lo, hi) = pace.gap();
+        at += fault.span(pace) + Duration::from_secs(lo + rng.below(hi - lo + 1));
     }
     out
 }
@@ -508,10 +555,11 @@ fn poll_commits(wh: Arc<Warehouse>, seen: Seen, stop: Arc<AtomicBool>) {
 /// Runs the whole thing; `Err` only when the harness itself fails.
 pub fn run(params: &Params) -> Result<Report> {
     let started = Instant::now();
-    let plan = schedule(params.seed, params.rounds);
+    let plan = schedule(params.seed, params.rounds, params.pace);
+    let pace = params.pace;
     let plan_end = plan
         .last()
-        .map_or(Duration::ZERO, |p| p.at + p.fault.span());
+        .map_or(Duration::ZERO, |p| p.at + p.fault.span(pace));
     // The load outlasts the schedule by a margin.
     let load_secs = plan_end.as_secs_f64() + 20.0;
     let rate = (params.events as f64 / load_secs).max(50.0);
@@ -661,6 +709,7 @@ pub fn run(params: &Params) -> Result<Report> {
         seed: params.seed,
         ..Report::default()
     };
+    let mut storm_joins = 0usize;
     for p in &plan {
         let wait = p.at.saturating_sub(load_start.elapsed());
         std::thread::sleep(wait);
@@ -680,20 +729,73 @@ pub fn run(params: &Params) -> Result<Report> {
             Fault::FreezeWriter => {
                 let w = &writers[p.writer];
                 w.signal("-STOP");
-                std::thread::sleep(FREEZE);
+                std::thread::sleep(pace.freeze());
                 w.signal("-CONT");
             }
             Fault::StopHdfs => {
                 hdfs.stop();
-                std::thread::sleep(HDFS_OUTAGE);
+                std::thread::sleep(pace.hdfs_outage());
                 hdfs.restart()?;
             }
             Fault::HangHdfs => {
                 hdfs.freeze();
-                std::thread::sleep(HDFS_OUTAGE);
+                std::thread::sleep(pace.hdfs_outage());
                 hdfs.thaw();
             }
             Fault::RestartBroker => kafka.restart()?,
+            Fault::Storm => {
+                let mut rng = Rng::new(params.seed ^ p.at.as_millis() as u64);
+                let until = Instant::now() + pace.storm();
+                let mut extra: Vec<Daemon> = Vec::new();
+                let mut next_freeze = Instant::now() + Duration::from_secs(2 + rng.below(4));
+                while Instant::now() < until {
+                    // A writer joins, or one of the storm's leaves (SIGTERM:
+                    // it leaves the group at once).
+                    let join =
+                        extra.is_empty() || (extra.len() < STORM_WRITERS && rng.below(2) == 0);
+                    if join {
+                        let i = WRITERS + storm_joins;
+                        storm_joins += 1;
+                        let name = format!("writer{i}");
+                        println!("chaos: storm: {name} joins");
+                        extra.push(Daemon::start(&params.binary, &name, writer_args(i), &logs)?);
+                    } else if rng.below(3) == 0 {
+                        // Or dies (SIGKILL): its partitions move once its
+                        // session expires, whatever it was doing.
+                        let mut w = extra.remove(rng.below(extra.len() as u64) as usize);
+                        println!("chaos: storm: {} is killed", w.name);
+                        w.kill9();
+                    } else {
+                        let mut w = extra.remove(rng.below(extra.len() as u64) as usize);
+                        println!("chaos: storm: {} leaves", w.name);
+                        match w.term(EXIT_BOUND) {
+                            Some(t) => report.max_exit = report.max_exit.max(t),
+                            None => report
+                                .slow_exits
+                                .push(format!("{} did not exit within 30 s of SIGTERM", w.name)),
+                        }
+                    }
+                    let pause = Instant::now() + Duration::from_millis(1500 + rng.below(2500));
+                    while Instant::now() < pause {
+                        if Instant::now() >= next_freeze {
+                            println!("chaos: storm: the namenode freezes for 1 s");
+                            hdfs.freeze();
+                            std::thread::sleep(Duration::from_secs(1));
+                            hdfs.thaw();
+                            next_freeze = Instant::now() + Duration::from_secs(3 + rng.below(5));
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+                for mut w in extra {
+                    match w.term(EXIT_BOUND) {
+                        Some(t) => report.max_exit = report.max_exit.max(t),
+                        None => report
+                            .slow_exits
+                            .push(format!("{} did not exit within 30 s of SIGTERM", w.name)),
+                    }
+                }
+            }
         }
         let e = report.faults.entry(p.fault).or_default();
         e.0 += 1;
@@ -880,16 +982,16 @@ mod tests {
 
     #[test]
     fn the_same_seed_replays_the_same_schedule() {
-        let a = schedule(7, 2);
-        let b = schedule(7, 2);
-        assert_eq!(a.len(), 10);
+        let a = schedule(7, 2, Pace::Full);
+        let b = schedule(7, 2, Pace::Full);
+        assert_eq!(a.len(), 12);
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((x.at, x.fault, x.writer), (y.at, y.fault, y.writer));
         }
         for kind in Fault::ALL {
             assert_eq!(a.iter().filter(|p| p.fault == kind).count(), 2);
         }
-        let c = schedule(8, 2);
+        let c = schedule(8, 2, Pace::Full);
         assert!(
             a.iter()
                 .zip(&c)

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         binary,
         root,
         table_format,
+        pace: eventsift_chaos::Pace::Full,
     };
     match eventsift_chaos::run(&params) {
         Ok(report) => {
