@@ -74,7 +74,12 @@ pub fn build(root: &Path) -> Result<Vec<(String, PathBuf)>, String> {
     ensure_tooling(root)?;
     let dir = root.join("plugins-ts");
     let bin = dir.join("node_modules").join(".bin");
-    let out = root.join("target").join("plugins-ts");
+    // In CI's cached target folder when there is one: a component is
+    // rebuilt only when its bundle changed, from one clone to the next too.
+    let out = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("plugins-ts");
     std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
     let mut built = Vec::new();
     for name in TS_PLUGINS {

@@ -38,16 +38,57 @@ fn rustc_next_to(cargo: &Path) -> PathBuf {
     }
 }
 
+/// Removes from `cmd`'s environment what cargo set for the program that
+/// runs it (a build script, or `cargo run` of xtask): a nested cargo
+/// compares build scripts' `rerun-if-env-changed` variables (ring's read
+/// `CARGO_PKG_NAME`) with its own environment, so they would make its
+/// dependencies stale against a build from a shell.
+pub fn clean_cargo_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_CFG_")
+            || key.starts_with("CARGO_FEATURE_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_MAKEFLAGS"
+                    | "OUT_DIR"
+                    | "TARGET"
+                    | "HOST"
+                    | "NUM_JOBS"
+                    | "OPT_LEVEL"
+                    | "PROFILE"
+                    | "DEBUG"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "RUSTC_LINKER"
+            )
+        {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// Builds `packages` of the workspace at `root` with the `wasm` profile into
-/// `<root>/target/wasm` and returns `(package, path to its .wasm)`.
+/// `<target>/wasm` (`<target>`: `CARGO_TARGET_DIR` when set, so that CI's
+/// cached target folder keeps the plugins' dependencies built; otherwise
+/// `<root>/target`) and returns `(package, path to its .wasm)`.
 pub fn build(
     cargo: &Path,
     root: &Path,
     packages: &[&str],
 ) -> Result<Vec<(String, PathBuf)>, String> {
     ensure_target(cargo)?;
-    let target_dir = root.join("target").join("wasm");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm");
     let mut cmd = Command::new(cargo);
+    clean_cargo_env(&mut cmd);
     cmd.current_dir(root)
         .args([
             "build",

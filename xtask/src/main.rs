@@ -83,6 +83,18 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A cargo command with the environment of the shell that ran `cargo
+/// xtask`, not the one `cargo run` gave xtask: cargo compares a build
+/// script's `rerun-if-env-changed` variables with its own environment, so
+/// the `CARGO_PKG_*` of xtask would make ring's build script (and
+/// everything above it: datafusion, delta-rs) stale between a developer's
+/// `cargo test` and `cargo xtask test` on one target folder.
+fn cargo_command() -> Command {
+    let mut cmd = Command::new(cargo());
+    wasm_build::clean_cargo_env(&mut cmd);
+    cmd
+}
+
 fn cargo() -> PathBuf {
     std::env::var_os("CARGO")
         .map(PathBuf::from)
@@ -122,6 +134,9 @@ fn plugins(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Tests run at once by `cargo xtask test` (see `test`).
+const TEST_THREADS: usize = 5;
+
 fn test(root: &Path, extra: &[String]) -> Result<()> {
     plugins(root)?;
     // Build first, so the services do not idle (and compete for the two
@@ -132,11 +147,12 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     if !build.success() {
         bail!("building the tests failed");
     }
-    // The bench binaries too (dev profile, the tests' dependencies), so
-    // they cannot rot between benchmark runs; they are not run here.
-    let benches = Command::new(cargo())
+    // The bench binaries too (the tests' profile, so they link the same
+    // library build), so they cannot rot between benchmark runs; they are
+    // not run here.
+    let benches = cargo_command()
         .current_dir(root)
-        .args(["build", "--workspace", "--benches", "--profile", "dev"])
+        .args(["test", "--workspace", "--benches", "--no-run", "--quiet"])
         .status()
         .context("building the benches")?;
     if !benches.success() {
@@ -150,7 +166,14 @@ fn test(root: &Path, extra: &[String]) -> Result<()> {
     ];
     let started = services.iter().try_for_each(|s| services::start(root, *s));
     let result = started.and_then(|()| {
-        let status = cargo_test(root, &[], extra)
+        let mut run = cargo_test(root, &[], extra);
+        // Most tests wait on services, timers and child processes: they run
+        // five at a time (the heavy ones take a permit of two,
+        // `support::heavy`). RUST_TEST_THREADS overrides it.
+        if std::env::var_os("RUST_TEST_THREADS").is_none() {
+            run.env("RUST_TEST_THREADS", TEST_THREADS.to_string());
+        }
+        let status = run
             .env("EVENTSIFT_TEST_KAFKA", services::KAFKA_BOOTSTRAP)
             .env("EVENTSIFT_TEST_HDFS", services::HDFS_URL)
             .env("EVENTSIFT_TEST_TRINO", services::TRINO_URL)
@@ -180,7 +203,7 @@ fn target_dir(root: &Path) -> PathBuf {
 /// `cargo xtask dist`: see the module docs.
 fn dist(root: &Path) -> Result<()> {
     let plugins = plugins(root)?;
-    let build = Command::new(cargo())
+    let build = cargo_command()
         .current_dir(root)
         .args([
             "build",
@@ -279,7 +302,7 @@ fn model(root: &Path, extra: &[String]) -> Result<()> {
             other => bail!("chaos --model: unknown argument {other}"),
         }
     }
-    let status = Command::new(cargo())
+    let status = cargo_command()
         .current_dir(root)
         .args([
             "test",
@@ -305,7 +328,7 @@ fn chaos(root: &Path, extra: &[String]) -> Result<()> {
     if extra.iter().any(|a| a == "--model") {
         return model(root, extra);
     }
-    let build = Command::new(cargo())
+    let build = cargo_command()
         .current_dir(root)
         .args(["build", "-p", "eventsift", "--bin", "eventsift"])
         .status()
@@ -314,7 +337,7 @@ fn chaos(root: &Path, extra: &[String]) -> Result<()> {
         bail!("building eventsift failed");
     }
     let target = target_dir(root);
-    let status = Command::new(cargo())
+    let status = cargo_command()
         .current_dir(root)
         .args(["run", "-q", "-p", "eventsift-chaos", "--bin", "chaos", "--"])
         .args(extra)
@@ -331,7 +354,7 @@ fn chaos(root: &Path, extra: &[String]) -> Result<()> {
 }
 
 fn cargo_test(root: &Path, args: &[&str], extra: &[String]) -> Command {
-    let mut cmd = Command::new(cargo());
+    let mut cmd = cargo_command();
     cmd.current_dir(root)
         .args(["test", "--workspace"])
         .args(args)

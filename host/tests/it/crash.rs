@@ -85,6 +85,7 @@ fn kill_9_loses_no_acknowledged_event_on_delta() {
 }
 
 fn kill_9(format: Format) {
+    let _heavy = crate::support::heavy();
     let plugins = tempfile::tempdir().unwrap();
     drop_in(plugins.path(), "sword.wasm", artifacts::SWORD, SETTLED);
     let data = tempfile::tempdir().unwrap();

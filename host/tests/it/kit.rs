@@ -75,6 +75,7 @@ fn typescript_walkthrough_new_test_build_drop_in_and_query() {
 
 /// The walk of `sdk/README.md` in `lang`, command by command.
 fn walkthrough(lang: &str) {
+    let _heavy = crate::support::heavy();
     let work = tempfile::tempdir().unwrap();
     // 1. new
     let (code, out, err) = kit(

@@ -782,6 +782,7 @@ fn peak_rss(pid: u32) -> u64 {
 /// `EVENTSIFT_TEST_BUDGET_CONNECTIONS` and `_MIB` run it at other sizes
 /// (the figure in docs/BENCHMARKS.md: 4,000 and the default 256 MiB).
 fn concurrent_gzip_batches(connections: usize, budget_mib: usize) -> (u64, u64, usize) {
+    let _heavy = crate::support::heavy();
     raise_nofile(connections as u64 * 2 + 1024);
     let topic = create_topic(2);
     let plugins = plugin_dir(&["sword.wasm"]);

@@ -254,6 +254,7 @@ fn trino_reads_the_tables_as_printed_and_sees_new_partitions_local_then_hdfs() {
 
 #[test]
 fn pyspark_with_hive_support_runs_the_spark_and_hive_ddl_and_the_seeds_query() {
+    let _heavy = crate::support::heavy();
     let wh_dir = tempfile::tempdir().unwrap();
     let warehouse = s(wh_dir.path()).to_owned();
     let data = seeded(&warehouse);

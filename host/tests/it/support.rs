@@ -147,3 +147,36 @@ pub fn python_with_input(
     );
     stdout
 }
+
+/// Tests that load the two cores (a load of hundreds of thousands of
+/// events, builds, a JVM job) hold one of these while they run: the suite
+/// runs its tests concurrently (most of them wait on services and
+/// timers), and two heavy ones at a time keep the machine responsive
+/// enough for the others' timeouts.
+pub fn heavy() -> Heavy {
+    const PERMITS: usize = 2;
+    let (lock, cv) = &*heavy_state();
+    let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    while *held >= PERMITS {
+        held = cv.wait(held).unwrap_or_else(|p| p.into_inner());
+    }
+    *held += 1;
+    Heavy(())
+}
+
+fn heavy_state() -> &'static (std::sync::Mutex<usize>, std::sync::Condvar) {
+    static STATE: std::sync::OnceLock<(std::sync::Mutex<usize>, std::sync::Condvar)> =
+        std::sync::OnceLock::new();
+    STATE.get_or_init(Default::default)
+}
+
+/// A permit of [`heavy`], given back when dropped.
+pub struct Heavy(());
+
+impl Drop for Heavy {
+    fn drop(&mut self) {
+        let (lock, cv) = &*heavy_state();
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}

@@ -232,6 +232,7 @@ fn values(c: &ColumnData) -> Vec<String> {
 /// route-style inputs.
 #[test]
 fn typescript_port_matches_its_rust_original_on_10000_mixed_events() {
+    let _heavy = crate::support::heavy();
     let rt = runtime();
     let rust = load(&rt, artifacts::HORSE).unwrap();
     let ts = load(&rt, artifacts::TS_HORSE).unwrap();
@@ -362,6 +363,7 @@ fn bundled_typescript_plugin_is_loaded_routed_and_written() {
 /// missing the deadline and being bisected as faulty.
 #[test]
 fn a_slow_language_plugin_gets_calls_sized_to_its_pace() {
+    let _heavy = crate::support::heavy();
     use eventsift::plugin::instance::{FIRST_CALL_EVENTS, MIN_CALL_EVENTS};
     use eventsift::plugin::sandbox::Limits;
     let limits = Limits::default();

@@ -966,6 +966,7 @@ fn kill_9_at_random_moments_while_200k_events_flow_exactly_once_on_delta_on_loca
 }
 
 fn random_kills(warehouse: &str, format: Format) {
+    let _heavy = crate::support::heavy();
     let warehouse = warehouse.to_owned();
     let topic = create_topic(4);
     let group = unique("g");
